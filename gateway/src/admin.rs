@@ -1,0 +1,122 @@
+//! The small HTTP services beside the gateway: the admin listener (`/ping`, `/ready`,
+//! `/metrics`) and the plain-HTTP listener (308 to HTTPS, plus `/ping`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::{header, HeaderValue, Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+use crate::request::raw_host;
+use crate::routing::normalize_host;
+use crate::state::State;
+
+fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Vec<u8>>) -> Response<Vec<u8>> {
+    let body = body.into();
+    let length = body.len();
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    resp
+}
+
+/// The admin listener: liveness, readiness and Prometheus metrics.
+pub struct Admin {
+    state: Arc<State>,
+}
+
+impl Admin {
+    /// Admin endpoints over `state`.
+    pub fn new(state: Arc<State>) -> Self {
+        Self { state }
+    }
+}
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        match session.req_header().uri.path() {
+            "/ping" => respond(StatusCode::OK, "text/plain", "OK\n"),
+            "/ready" => {
+                let snapshot = self.state.snapshot();
+                let body = serde_json::json!({
+                    "status": "ready",
+                    "config_generation": snapshot.generation,
+                    "apps": snapshot.routes.len(),
+                });
+                respond(StatusCode::OK, "application/json", body.to_string())
+            }
+            "/metrics" => {
+                self.state.refresh_backend_gauges();
+                respond(StatusCode::OK, "text/plain; version=0.0.4", self.state.metrics.render())
+            }
+            _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found: try /ping, /ready or /metrics\n"),
+        }
+    }
+}
+
+/// The plain-HTTP listener: every request is sent to HTTPS with a 308, keeping host, path
+/// and query; `/ping` answers for load-balancer probes.
+pub struct HttpsRedirect {
+    state: Arc<State>,
+}
+
+impl HttpsRedirect {
+    /// A redirector using the HTTPS port of `state`'s current snapshot.
+    pub fn new(state: Arc<State>) -> Self {
+        Self { state }
+    }
+}
+
+/// The HTTPS URL for a plain-HTTP request, or `None` when its Host is unusable.
+pub fn https_location(raw_host_value: &str, target: &str, https_port: u16) -> Option<String> {
+    let host = normalize_host(raw_host_value).ok()?;
+    let target = if target.starts_with('/') { target } else { "/" };
+    Some(if https_port == 443 {
+        format!("https://{host}{target}")
+    } else {
+        format!("https://{host}:{https_port}{target}")
+    })
+}
+
+#[async_trait]
+impl ServeHttp for HttpsRedirect {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let req = session.req_header();
+        if req.uri.path() == "/ping" {
+            return respond(StatusCode::OK, "text/plain", "OK\n");
+        }
+        let port = self.state.snapshot().settings.redirect_https_port;
+        let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let location = raw_host(req)
+            .ok()
+            .and_then(|h| https_location(h, target, port))
+            .and_then(|l| HeaderValue::from_str(&l).ok());
+        match location {
+            Some(location) => {
+                let mut resp = respond(StatusCode::PERMANENT_REDIRECT, "text/plain", "Redirecting to HTTPS\n");
+                resp.headers_mut().insert(header::LOCATION, location);
+                resp
+            }
+            None => respond(StatusCode::BAD_REQUEST, "text/plain", "missing or malformed Host header\n"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_keeps_host_path_and_query_and_port() {
+        assert_eq!(https_location("App1.example.com:8080", "/a/b?x=1", 8443).unwrap(), "https://app1.example.com:8443/a/b?x=1");
+        assert_eq!(https_location("app1.example.com", "/", 443).unwrap(), "https://app1.example.com/");
+        assert_eq!(https_location("app1.example.com", "*", 443).unwrap(), "https://app1.example.com/");
+        assert!(https_location("evil.com/x", "/", 443).is_none());
+        assert!(https_location("", "/", 443).is_none());
+    }
+}

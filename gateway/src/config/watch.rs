@@ -1,0 +1,194 @@
+//! Hot reload: watch the configuration's directories (notify) and SIGHUP, then load, check
+//! and compile off the hot path and swap the snapshot atomically. A rejected configuration
+//! changes nothing: the old one keeps serving.
+//!
+//! Directories are watched rather than files, so editors that rename over a file and the
+//! `..data` symlink swap of Kubernetes ConfigMaps and Secrets are both seen.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use notify::{EventKind, RecursiveMode, Watcher};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tokio::sync::mpsc;
+
+use super::{base_dir, load, resolve, Config, ConfigErrors};
+use crate::state::{Snapshot, State};
+
+/// Quiet time after the last file event before reloading.
+const DEBOUNCE: Duration = Duration::from_millis(250);
+/// Longest a stream of events can delay a reload.
+const MAX_DELAY: Duration = Duration::from_secs(2);
+
+/// What a reload did.
+#[derive(Debug)]
+pub enum ReloadOutcome {
+    /// A new snapshot is being served.
+    Applied {
+        /// Its generation.
+        generation: u64,
+        /// Time spent loading and compiling.
+        took: Duration,
+    },
+    /// The files are byte for byte what is being served.
+    Unchanged,
+    /// The configuration was rejected; the old one keeps serving.
+    Rejected(ConfigErrors),
+}
+
+/// Directories whose changes may change the configuration.
+pub fn watch_dirs(config: &Config) -> BTreeSet<PathBuf> {
+    let mut dirs = BTreeSet::new();
+    dirs.insert(base_dir(&config.main_path));
+    dirs.insert(config.apps_dir.clone());
+    let main_base = base_dir(&config.main_path);
+    for c in &config.gateway.tls.certificates {
+        dirs.insert(base_dir(&resolve(&main_base, &c.cert_file)));
+        dirs.insert(base_dir(&resolve(&main_base, &c.key_file)));
+    }
+    for app in &config.apps {
+        if let Some(ca) = app.spec.upstream_tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
+            dirs.insert(base_dir(&resolve(&base_dir(&app.file), ca)));
+        }
+    }
+    dirs
+}
+
+/// Loads, checks and compiles the configuration and, when it differs from the one served
+/// (or `force`), swaps it in. Blocking (file I/O, DNS): run it off the async workers.
+/// Returns the outcome and the directories to watch from now on.
+pub fn reload(state: &State, force: bool) -> (ReloadOutcome, Option<BTreeSet<PathBuf>>) {
+    let started = Instant::now();
+    let current = state.snapshot();
+    let config = match load(&state.config_path) {
+        Ok(c) => c,
+        Err(errors) => return (reject(state, errors, current.generation), None),
+    };
+    let dirs = watch_dirs(&config);
+    let outcome = match Snapshot::build(config, Some(&current), &state.metrics) {
+        Ok(next) if !force && next.fingerprint == current.fingerprint => ReloadOutcome::Unchanged,
+        Ok(next) => {
+            let generation = next.generation;
+            let apps = next.routes.len();
+            state.store(next);
+            let took = started.elapsed();
+            state.metrics.reloads.with_label_values(&["success"]).inc();
+            let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            state.metrics.last_reload_success.set(i64::try_from(now).unwrap_or(0));
+            tracing::info!(generation, apps, took_ms = took.as_millis() as u64, "configuration reloaded");
+            ReloadOutcome::Applied { generation, took }
+        }
+        Err(errors) => reject(state, errors, current.generation),
+    };
+    (outcome, Some(dirs))
+}
+
+fn reject(state: &State, errors: ConfigErrors, serving: u64) -> ReloadOutcome {
+    state.metrics.reloads.with_label_values(&["failure"]).inc();
+    for e in &errors.0 {
+        tracing::error!(file = %e.file.display(), field = %e.field, "configuration rejected: {}", e.message);
+    }
+    tracing::warn!(errors = errors.0.len(), generation = serving, "configuration change rejected; still serving the previous configuration");
+    ReloadOutcome::Rejected(errors)
+}
+
+/// The background service that reloads on file changes and SIGHUP.
+pub struct Reloader {
+    state: Arc<State>,
+    initial_dirs: BTreeSet<PathBuf>,
+}
+
+impl Reloader {
+    /// A reloader for `state`, first watching `dirs` (from the configuration loaded at start).
+    pub fn new(state: Arc<State>, dirs: BTreeSet<PathBuf>) -> Self {
+        Self { state, initial_dirs: dirs }
+    }
+
+    async fn reload_blocking(&self, force: bool) -> Option<BTreeSet<PathBuf>> {
+        let state = self.state.clone();
+        match tokio::task::spawn_blocking(move || reload(&state, force)).await {
+            Ok((_, dirs)) => dirs,
+            Err(e) => {
+                tracing::error!(error = %e, "reload task failed");
+                None
+            }
+        }
+    }
+}
+
+/// True for events that can change a file's content or presence.
+fn is_change(kind: &EventKind) -> bool {
+    !matches!(kind, EventKind::Access(_))
+}
+
+fn rewatch(watcher: &mut notify::RecommendedWatcher, watched: &mut BTreeSet<PathBuf>, wanted: BTreeSet<PathBuf>) {
+    for dir in watched.difference(&wanted) {
+        if let Err(e) = watcher.unwatch(dir) {
+            tracing::debug!(dir = %dir.display(), error = %e, "cannot unwatch");
+        }
+    }
+    for dir in wanted.difference(watched) {
+        if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch directory; changes there need SIGHUP");
+        }
+    }
+    *watched = wanted;
+}
+
+#[async_trait]
+impl BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+            Ok(ev) if is_change(&ev.kind) => {
+                let _ = tx.send(());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "file watcher error"),
+        });
+        let mut watcher = match watcher {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the file watcher; reload with SIGHUP");
+                None
+            }
+        };
+        let mut watched = BTreeSet::new();
+        if let Some(w) = watcher.as_mut() {
+            rewatch(w, &mut watched, self.initial_dirs.clone());
+        }
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP");
+                None
+            }
+        };
+        loop {
+            let dirs = tokio::select! {
+                _ = shutdown.changed() => return,
+                Some(()) = rx.recv() => {
+                    let first = Instant::now();
+                    loop {
+                        let quiet = tokio::time::timeout(DEBOUNCE, rx.recv()).await;
+                        if quiet.is_err() || first.elapsed() > MAX_DELAY {
+                            break;
+                        }
+                    }
+                    self.reload_blocking(false).await
+                }
+                Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                    tracing::info!("SIGHUP: reloading configuration");
+                    self.reload_blocking(true).await
+                }
+            };
+            if let (Some(w), Some(dirs)) = (watcher.as_mut(), dirs) {
+                rewatch(w, &mut watched, dirs);
+            }
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! authgate: a multi-tenant authentication gateway on Pingora.
+//!
+//! One process terminates TLS for many host names (certificates chosen by SNI), routes each
+//! host to its app's load-balanced, health-checked upstream pool, and hot-reloads its
+//! configuration. The crate is organised one module per responsibility:
+//!
+//! | module | job |
+//! |---|---|
+//! | [`config`] | YAML schema, loading, errors that name file and field, the reload watcher |
+//! | [`state`] | the compiled, immutable [`state::Snapshot`] and the `ArcSwap` holding it |
+//! | [`tls`] | certificate store and SNI selection |
+//! | [`routing`] | host normalisation and the host table |
+//! | [`upstream`] | pools, load balancing, health checks |
+//! | [`request`] | checks every request passes before routing |
+//! | [`proxy`] | the Pingora `ProxyHttp` glue |
+//! | [`pages`] | error pages the gateway writes itself |
+//! | [`admin`] | admin endpoints and the HTTP→HTTPS redirect |
+//! | [`metrics`] | Prometheus metrics |
+//! | [`server`] | assembling the Pingora server from a configuration |
+//! | [`echo`] | a development upstream that echoes requests |
+
+#![warn(clippy::all)]
+
+pub mod admin;
+pub mod config;
+pub mod echo;
+pub mod logging;
+pub mod metrics;
+pub mod pages;
+pub mod proxy;
+pub mod request;
+pub mod routing;
+pub mod server;
+pub mod state;
+pub mod tls;
+pub mod upstream;

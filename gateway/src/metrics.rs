@@ -1,0 +1,140 @@
+//! Prometheus metrics: every outcome an operator would alert on.
+//!
+//! Metrics live in their own [`Registry`] (not the process-global one), created once at
+//! start-up and shared through [`crate::state::State`]; tests build their own.
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+/// Every metric the gateway exports.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `authgate_requests_total{app,status}`: responses sent, by app and status code.
+    pub requests: IntCounterVec,
+    /// `authgate_upstream_response_seconds{app}`: time from choosing a backend to its response header.
+    pub upstream_latency: HistogramVec,
+    /// `authgate_upstream_errors_total{app,kind}`: connect failures, timeouts, no healthy backend.
+    pub upstream_errors: IntCounterVec,
+    /// `authgate_backend_healthy{app,backend}`: 1 when a backend is in rotation.
+    pub backend_healthy: IntGaugeVec,
+    /// `authgate_backend_health_changes_total{to}`: backends taken out (`down`) or back (`up`).
+    pub backend_health_changes: IntCounterVec,
+    /// `authgate_config_reloads_total{result}`: reloads applied (`success`) or rejected (`failure`).
+    pub reloads: IntCounterVec,
+    /// `authgate_config_generation`: the generation of the config being served.
+    pub config_generation: IntGauge,
+    /// `authgate_config_last_reload_success_timestamp_seconds`.
+    pub last_reload_success: IntGauge,
+    /// `authgate_tls_handshakes_total{version}`: completed downstream TLS handshakes.
+    pub tls_handshakes: IntCounterVec,
+    /// `authgate_tls_certificate_selections_total{match}`: how the certificate was chosen.
+    pub tls_certificate_selections: IntCounterVec,
+    /// `authgate_tls_certificate_expiry_timestamp_seconds{name}`: notAfter of each served certificate.
+    pub tls_certificate_expiry: IntGaugeVec,
+    /// `authgate_rejected_requests_total{reason}`: requests refused before routing (400/404/414/421/431).
+    pub rejected_requests: IntCounterVec,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("authgate_requests_total", "Responses sent, by app and HTTP status"),
+            &["app", "status"],
+        )?;
+        let upstream_latency = HistogramVec::new(
+            HistogramOpts::new("authgate_upstream_response_seconds", "Time from choosing a backend to receiving its response header")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["app"],
+        )?;
+        let upstream_errors = IntCounterVec::new(
+            Opts::new("authgate_upstream_errors_total", "Upstream failures by app and kind"),
+            &["app", "kind"],
+        )?;
+        let backend_healthy = IntGaugeVec::new(
+            Opts::new("authgate_backend_healthy", "1 when the backend is healthy and in rotation"),
+            &["app", "backend"],
+        )?;
+        let backend_health_changes = IntCounterVec::new(
+            Opts::new("authgate_backend_health_changes_total", "Backends taken out of (down) or put back into (up) rotation"),
+            &["to"],
+        )?;
+        let reloads = IntCounterVec::new(
+            Opts::new("authgate_config_reloads_total", "Configuration reloads by result"),
+            &["result"],
+        )?;
+        let config_generation = IntGauge::new("authgate_config_generation", "Generation of the configuration being served")?;
+        let last_reload_success = IntGauge::new(
+            "authgate_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last configuration that was applied",
+        )?;
+        let tls_handshakes = IntCounterVec::new(
+            Opts::new("authgate_tls_handshakes_total", "Completed downstream TLS handshakes by protocol version"),
+            &["version"],
+        )?;
+        let tls_certificate_selections = IntCounterVec::new(
+            Opts::new("authgate_tls_certificate_selections_total", "Certificate choices at handshake, by how the SNI matched"),
+            &["match"],
+        )?;
+        let tls_certificate_expiry = IntGaugeVec::new(
+            Opts::new("authgate_tls_certificate_expiry_timestamp_seconds", "notAfter of each served certificate, by its first name"),
+            &["name"],
+        )?;
+        let rejected_requests = IntCounterVec::new(
+            Opts::new("authgate_rejected_requests_total", "Requests refused before routing, by reason"),
+            &["reason"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(upstream_latency.clone()))?;
+        registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(backend_healthy.clone()))?;
+        registry.register(Box::new(backend_health_changes.clone()))?;
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(config_generation.clone()))?;
+        registry.register(Box::new(last_reload_success.clone()))?;
+        registry.register(Box::new(tls_handshakes.clone()))?;
+        registry.register(Box::new(tls_certificate_selections.clone()))?;
+        registry.register(Box::new(tls_certificate_expiry.clone()))?;
+        registry.register(Box::new(rejected_requests.clone()))?;
+        Ok(Self {
+            registry,
+            requests,
+            upstream_latency,
+            upstream_errors,
+            backend_healthy,
+            backend_health_changes,
+            reloads,
+            config_generation,
+            last_reload_success,
+            tls_handshakes,
+            tls_certificate_selections,
+            tls_certificate_expiry,
+            rejected_requests,
+        })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 * 1024);
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_registered_metrics() {
+        let m = Metrics::new().unwrap();
+        m.requests.with_label_values(&["app1", "200"]).inc();
+        m.reloads.with_label_values(&["failure"]).inc();
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains("authgate_requests_total{app=\"app1\",status=\"200\"} 1"), "{text}");
+        assert!(text.contains("authgate_config_reloads_total{result=\"failure\"} 1"));
+    }
+}

@@ -1,0 +1,245 @@
+//! The Pingora `ProxyHttp` implementation: thin glue that runs, for each request,
+//! request checks → routing → upstream selection → forwarding headers → access log.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType, Result};
+
+use crate::pages::{send_page, Page};
+use crate::request::{inspect, Rejection};
+use crate::state::{App, Snapshot, State};
+use crate::tls::TlsConnInfo;
+
+/// The HTTPS gateway service.
+pub struct Gateway {
+    state: Arc<State>,
+}
+
+impl Gateway {
+    /// A gateway serving the snapshots of `state`.
+    pub fn new(state: Arc<State>) -> Self {
+        Self { state }
+    }
+}
+
+/// Per-request context: everything resolved along the way.
+pub struct RequestCtx {
+    started: Instant,
+    snapshot: Option<Arc<Snapshot>>,
+    app: Option<Arc<App>>,
+    host: Option<String>,
+    forwarded_host: Option<String>,
+    tried: Vec<SocketAddr>,
+    upstream_started: Option<Instant>,
+}
+
+impl RequestCtx {
+    fn app_name(&self) -> &str {
+        self.app.as_ref().map_or("-", |a| a.name.as_str())
+    }
+}
+
+fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
+    session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
+}
+
+impl Gateway {
+    async fn reject(&self, session: &mut Session, rejection: Rejection) -> Result<bool> {
+        self.state.metrics.rejected_requests.with_label_values(&[rejection.reason()]).inc();
+        let close = !matches!(rejection, Rejection::BadHost);
+        send_page(session, rejection.page(), close).await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            snapshot: None,
+            app: None,
+            host: None,
+            forwarded_host: None,
+            tried: Vec::new(),
+            upstream_started: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let snapshot = self.state.snapshot();
+        let settings = &snapshot.settings;
+        session.set_keepalive(Some(settings.keepalive_timeout.as_secs()));
+        let (host, raw_host) = match inspect(session.req_header(), settings) {
+            Ok((host, raw)) => (host.into_owned(), raw.to_owned()),
+            Err(rejection) => return self.reject(session, rejection).await,
+        };
+        let Some(app) = snapshot.routes.lookup(&host).cloned() else {
+            self.state.metrics.rejected_requests.with_label_values(&["unknown_host"]).inc();
+            ctx.host = Some(host);
+            send_page(session, Page::UNKNOWN_HOST, false).await?;
+            return Ok(true);
+        };
+        if misdirected(session, &snapshot, &host) {
+            self.state.metrics.rejected_requests.with_label_values(&["misdirected"]).inc();
+            ctx.host = Some(host);
+            send_page(session, Page::MISDIRECTED, true).await?;
+            return Ok(true);
+        }
+        ctx.app = Some(app);
+        ctx.host = Some(host);
+        ctx.forwarded_host = Some(raw_host);
+        ctx.snapshot = Some(snapshot);
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let app = ctx.app.clone().ok_or_else(|| Error::explain(ErrorType::InternalError, "no app chosen"))?;
+        let key = match client_ip(session) {
+            Some(std::net::IpAddr::V4(v4)) => v4.to_ipv6_mapped().octets(),
+            Some(std::net::IpAddr::V6(v6)) => v6.octets(),
+            None => [0; 16],
+        };
+        let Some(target) = app.pool.select(&key, &ctx.tried) else {
+            self.state.metrics.upstream_errors.with_label_values(&[app.name.as_str(), "no_healthy_backend"]).inc();
+            return Err(Error::explain(ErrorType::HTTPStatus(502), format!("app {}: no healthy backend", app.name)));
+        };
+        ctx.tried.push(target.spec.addr);
+        let mut peer = target.peer.clone();
+        let t = &app.timeouts;
+        peer.options.connection_timeout = Some(t.connect.0);
+        peer.options.total_connection_timeout = Some(t.connect.0);
+        peer.options.write_timeout = Some(t.write.0);
+        peer.options.idle_timeout = Some(t.idle.0);
+        // An upgraded connection (WebSocket) may stay quiet for long: no read timeout.
+        peer.options.read_timeout = if session.is_upgrade_req() { None } else { Some(t.read.0) };
+        ctx.upstream_started = Some(Instant::now());
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+        if let Some(app) = &ctx.app {
+            self.state.metrics.upstream_errors.with_label_values(&[app.name.as_str(), "connect"]).inc();
+        }
+        // Retry a failed connect once, on another backend (upstream_peer skips tried ones).
+        e.set_retry(ctx.tried.len() < 2);
+        e
+    }
+
+    async fn upstream_request_filter(&self, session: &mut Session, upstream: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+        if let Some(ip) = client_ip(session) {
+            let ip = ip.to_string();
+            upstream.insert_header("x-forwarded-for", &ip)?;
+            upstream.insert_header("x-real-ip", &ip)?;
+        } else {
+            upstream.remove_header("x-forwarded-for");
+            upstream.remove_header("x-real-ip");
+        }
+        upstream.insert_header("x-forwarded-proto", "https")?;
+        match &ctx.forwarded_host {
+            Some(h) => upstream.insert_header("x-forwarded-host", h.as_str())?,
+            None => {
+                upstream.remove_header("x-forwarded-host");
+            }
+        }
+        upstream.remove_header("forwarded");
+        Ok(())
+    }
+
+    async fn upstream_response_filter(&self, _session: &mut Session, _resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        if let (Some(app), Some(started)) = (&ctx.app, ctx.upstream_started) {
+            self.state.metrics.upstream_latency.with_label_values(&[app.name.as_str()]).observe(started.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let status = error_status(e);
+        if status == 504 {
+            if let Some(app) = &ctx.app {
+                self.state.metrics.upstream_errors.with_label_values(&[app.name.as_str(), "timeout"]).inc();
+            }
+        }
+        if status > 0 && session.response_written().is_none() {
+            if let Err(write_error) = send_page(session, Page::for_status(status), true).await {
+                tracing::debug!(error = %write_error, "cannot send the error page");
+            }
+        }
+        FailToProxy { error_code: status, can_reuse_downstream: false }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let app = ctx.app_name();
+        let mut status_label = itoa::Buffer::new();
+        self.state.metrics.requests.with_label_values(&[app, status_label.format(status)]).inc();
+        let req = session.req_header();
+        let upstream = ctx.tried.last().map(|a| a.to_string());
+        tracing::info!(
+            target: "authgate::access",
+            app,
+            host = ctx.host.as_deref().unwrap_or("-"),
+            method = req.method.as_str(),
+            path = req.uri.path(),
+            status,
+            upstream = upstream.as_deref().unwrap_or("-"),
+            duration_ms = duration_ms(ctx.started.elapsed()),
+            bytes = session.body_bytes_sent(),
+            client = %client_ip(session).map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
+            error = e.map(|e| e.etype().as_str()),
+        );
+    }
+}
+
+fn duration_ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// Status for a failed proxy attempt: timeouts are 504, other upstream failures 502.
+fn error_status(e: &Error) -> u16 {
+    match e.etype() {
+        ErrorType::HTTPStatus(code) => *code,
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+            if e.esource() == &ErrorSource::Upstream =>
+        {
+            504
+        }
+        _ => match e.esource() {
+            ErrorSource::Upstream => 502,
+            ErrorSource::Downstream => match e.etype() {
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                _ => 400,
+            },
+            ErrorSource::Internal | ErrorSource::Unset => 500,
+        },
+    }
+}
+
+/// True when the connection's TLS server name was answered with a certificate that does
+/// not cover the requested host: a client must not reach one tenant through another's
+/// connection (domain fronting). Coalesced HTTP/2 connections under one wildcard pass.
+fn misdirected(session: &Session, snapshot: &Snapshot, host: &str) -> bool {
+    let Some(info) = session
+        .digest()
+        .and_then(|d| d.ssl_digest.as_ref())
+        .and_then(|s| s.extension.get::<TlsConnInfo>())
+    else {
+        return false;
+    };
+    let Some(sni) = info.sni.as_deref() else { return false };
+    if sni == host {
+        return false;
+    }
+    match snapshot.certs.select(Some(sni)) {
+        Some((served, _)) => !served.covers(host),
+        None => false,
+    }
+}

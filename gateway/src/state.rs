@@ -1,0 +1,238 @@
+//! The runtime state: an immutable [`Snapshot`] compiled from one configuration, held in an
+//! `ArcSwap` so that a request loads it once and keeps it to the end, and a reload swaps it
+//! atomically.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::config::schema::{Listen, TimeoutsSpec};
+use crate::config::{base_dir, Config, ConfigError, ConfigErrors};
+use crate::metrics::Metrics;
+use crate::routing::{HostPattern, RouteTable};
+use crate::tls::CertStore;
+use crate::upstream::{Pool, PoolSpec};
+
+/// One app, compiled.
+#[derive(Debug)]
+pub struct App {
+    /// Name (the app file's stem), used in logs and metric labels.
+    pub name: String,
+    /// The `host:` pattern.
+    pub host: HostPattern,
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Its backends.
+    pub pool: Arc<Pool>,
+    /// Upstream timeouts.
+    pub timeouts: TimeoutsSpec,
+}
+
+/// Gateway-wide settings that requests need.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Listening addresses (changing them needs a restart).
+    pub listen: Listen,
+    /// The HTTPS port used in redirects (`public_https_port`, else the listener's port).
+    pub redirect_https_port: u16,
+    /// Request header block limit.
+    pub max_header_bytes: usize,
+    /// Request target limit.
+    pub max_uri_bytes: usize,
+    /// Downstream keep-alive idle limit.
+    pub keepalive_timeout: Duration,
+}
+
+/// The compiled configuration served by the gateway.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases by one with each applied configuration.
+    pub generation: u64,
+    /// Host → app.
+    pub routes: RouteTable<App>,
+    /// Certificates for the HTTPS listener.
+    pub certs: CertStore,
+    /// Every distinct pool (for health checks).
+    pub pools: Vec<Arc<Pool>>,
+    /// Gateway-wide settings.
+    pub settings: Settings,
+    /// Digest of every file the configuration was built from.
+    pub fingerprint: u64,
+}
+
+impl Snapshot {
+    /// Checks and compiles a loaded configuration. Pools whose spec equals one in `previous`
+    /// are reused with their health state. Returns every error found.
+    pub fn build(config: Config, previous: Option<&Snapshot>, metrics: &Arc<Metrics>) -> Result<Snapshot, ConfigErrors> {
+        let Config { main_path, gateway, apps, mut fingerprint, .. } = config;
+        let mut errors = ConfigErrors::default();
+        let settings = settings(&main_path, &gateway, &mut errors);
+        let certs = CertStore::load(&gateway.tls.certificates, &main_path, &mut fingerprint, &mut errors);
+
+        let mut reusable: HashMap<&PoolSpec, &Arc<Pool>> = HashMap::new();
+        if let Some(prev) = previous {
+            for pool in &prev.pools {
+                reusable.insert(pool.spec(), pool);
+            }
+        }
+        let mut pools: HashMap<PoolSpec, Arc<Pool>> = HashMap::new();
+        let mut routes = RouteTable::default();
+        let mut hosts: HashMap<HostPattern, PathBuf> = HashMap::new();
+        for entry in apps {
+            let file = entry.file;
+            let spec = entry.spec;
+            let host = match HostPattern::parse(&spec.host) {
+                Ok(h) => h,
+                Err(message) => {
+                    errors.push(ConfigError::new(&file, "host", message));
+                    continue;
+                }
+            };
+            if let Some(other) = hosts.get(&host) {
+                errors.push(ConfigError::new(
+                    &file,
+                    "host",
+                    format!("{host} is already served by {}: each host belongs to exactly one app file", other.display()),
+                ));
+                continue;
+            }
+            hosts.insert(host.clone(), file.clone());
+            let parsed = PoolSpec::parse(
+                &spec.upstreams,
+                spec.load_balancing,
+                spec.health_check.as_ref(),
+                spec.upstream_tls.as_ref(),
+                &base_dir(&file),
+                &mut fingerprint,
+            );
+            let (pool_spec, ca) = match parsed {
+                Ok(p) => p,
+                Err(list) => {
+                    for (field, message) in list {
+                        errors.push(ConfigError::new(&file, field, message));
+                    }
+                    continue;
+                }
+            };
+            let pool = if let Some(p) = pools.get(&pool_spec) {
+                p.clone()
+            } else if let Some(p) = reusable.get(&pool_spec) {
+                pools.insert(pool_spec, (*p).clone());
+                (*p).clone()
+            } else {
+                match Pool::build(pool_spec.clone(), ca, metrics.clone()) {
+                    Ok(p) => {
+                        let p = Arc::new(p);
+                        pools.insert(pool_spec, p.clone());
+                        p
+                    }
+                    Err(e) => {
+                        errors.push(ConfigError::new(&file, "upstreams", format!("cannot build the pool: {e}")));
+                        continue;
+                    }
+                }
+            };
+            let app = App { name: entry.name, host: host.clone(), file, pool, timeouts: spec.timeouts };
+            routes.insert(host, Arc::new(app));
+        }
+        errors.into_result(())?;
+        Ok(Snapshot {
+            generation: previous.map_or(1, |p| p.generation + 1),
+            routes,
+            certs,
+            pools: pools.into_values().collect(),
+            settings,
+            fingerprint: fingerprint.value(),
+        })
+    }
+}
+
+fn settings(main_path: &Path, gateway: &crate::config::schema::GatewayFile, errors: &mut ConfigErrors) -> Settings {
+    let listen = &gateway.listen;
+    let mut https_port = 443;
+    match listen.https.parse::<std::net::SocketAddr>() {
+        Ok(a) => https_port = a.port(),
+        Err(_) => errors.push(ConfigError::new(main_path, "listen.https", format!("{:?} is not an address: write ip:port, e.g. 0.0.0.0:8443", listen.https))),
+    }
+    for (field, value) in [("listen.http", &listen.http), ("listen.admin", &listen.admin)] {
+        if let Some(v) = value {
+            if v.parse::<std::net::SocketAddr>().is_err() {
+                errors.push(ConfigError::new(main_path, field, format!("{v:?} is not an address: write ip:port, e.g. 127.0.0.1:9090")));
+            }
+        }
+    }
+    let server = &gateway.server;
+    if server.threads == Some(0) {
+        errors.push(ConfigError::new(main_path, "server.threads", "must be at least 1 (or absent for one per CPU)"));
+    }
+    if server.max_header_bytes < 1024 {
+        errors.push(ConfigError::new(main_path, "server.max_header_bytes", "must be at least 1024"));
+    }
+    if server.max_uri_bytes < 256 {
+        errors.push(ConfigError::new(main_path, "server.max_uri_bytes", "must be at least 256"));
+    }
+    Settings {
+        listen: listen.clone(),
+        redirect_https_port: gateway.public_https_port.unwrap_or(https_port),
+        max_header_bytes: server.max_header_bytes,
+        max_uri_bytes: server.max_uri_bytes,
+        keepalive_timeout: server.keepalive_timeout.0,
+    }
+}
+
+/// State shared by every service of the process.
+pub struct State {
+    snapshot: ArcSwap<Snapshot>,
+    /// The metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// The main configuration file.
+    pub config_path: PathBuf,
+}
+
+impl State {
+    /// State serving `snapshot`.
+    pub fn new(snapshot: Snapshot, metrics: Arc<Metrics>, config_path: PathBuf) -> Self {
+        let state = Self { snapshot: ArcSwap::from_pointee(snapshot), metrics, config_path };
+        state.publish_gauges(&state.snapshot());
+        state
+    }
+
+    /// The snapshot being served: load it once per request and keep it.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Makes `snapshot` the one served to new requests.
+    pub fn store(&self, snapshot: Snapshot) {
+        let snapshot = Arc::new(snapshot);
+        self.publish_gauges(&snapshot);
+        self.snapshot.store(snapshot);
+    }
+
+    fn publish_gauges(&self, snapshot: &Snapshot) {
+        let m = &self.metrics;
+        m.config_generation.set(i64::try_from(snapshot.generation).unwrap_or(i64::MAX));
+        m.tls_certificate_expiry.reset();
+        for ck in snapshot.certs.iter() {
+            if let Some(name) = ck.names.first() {
+                m.tls_certificate_expiry.with_label_values(&[name.as_str()]).set(ck.not_after_unix);
+            }
+        }
+    }
+
+    /// Refreshes the per-backend health gauges from the current snapshot (called at scrape).
+    pub fn refresh_backend_gauges(&self) {
+        let snapshot = self.snapshot();
+        let gauge = &self.metrics.backend_healthy;
+        gauge.reset();
+        for app in snapshot.routes.values() {
+            for (target, healthy) in app.pool.health() {
+                let backend = target.addr.to_string();
+                gauge.with_label_values(&[app.name.as_str(), backend.as_str()]).set(i64::from(healthy));
+            }
+        }
+    }
+}
