@@ -54,7 +54,11 @@ impl ServeHttp for Admin {
                 self.state.refresh_backend_gauges();
                 respond(StatusCode::OK, "text/plain; version=0.0.4", self.state.metrics.render())
             }
-            _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found: try /ping, /ready or /metrics\n"),
+            _ => respond(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "not found: try /ping, /ready or /metrics\n",
+            ),
         }
     }
 }
@@ -102,7 +106,11 @@ impl ServeHttp for HttpsRedirect {
                 resp.headers_mut().insert(header::LOCATION, location);
                 resp
             }
-            None => respond(StatusCode::BAD_REQUEST, "text/plain", "missing or malformed Host header\n"),
+            None => respond(
+                StatusCode::BAD_REQUEST,
+                "text/plain",
+                "missing or malformed Host header\n",
+            ),
         }
     }
 }
@@ -113,9 +121,18 @@ mod tests {
 
     #[test]
     fn redirect_keeps_host_path_and_query_and_port() {
-        assert_eq!(https_location("App1.example.com:8080", "/a/b?x=1", 8443).unwrap(), "https://app1.example.com:8443/a/b?x=1");
-        assert_eq!(https_location("app1.example.com", "/", 443).unwrap(), "https://app1.example.com/");
-        assert_eq!(https_location("app1.example.com", "*", 443).unwrap(), "https://app1.example.com/");
+        assert_eq!(
+            https_location("App1.example.com:8080", "/a/b?x=1", 8443).unwrap(),
+            "https://app1.example.com:8443/a/b?x=1"
+        );
+        assert_eq!(
+            https_location("app1.example.com", "/", 443).unwrap(),
+            "https://app1.example.com/"
+        );
+        assert_eq!(
+            https_location("app1.example.com", "*", 443).unwrap(),
+            "https://app1.example.com/"
+        );
         assert!(https_location("evil.com/x", "/", 443).is_none());
         assert!(https_location("", "/", 443).is_none());
     }

@@ -25,7 +25,11 @@ pub struct Echo {
 impl Echo {
     /// An echo server that reports itself as `name`.
     pub fn new(name: impl Into<String>) -> Arc<Self> {
-        Arc::new(Self { name: name.into(), healthy: AtomicBool::new(true), requests: AtomicU64::new(0) })
+        Arc::new(Self {
+            name: name.into(),
+            healthy: AtomicBool::new(true),
+            requests: AtomicU64::new(0),
+        })
     }
 
     /// Requests answered so far (health checks included).
@@ -75,7 +79,9 @@ impl Echo {
             let mut headers = [httparse::EMPTY_HEADER; 128];
             let mut req = httparse::Request::new(&mut headers);
             if req.parse(&buf[..head_end]).is_err() {
-                stream.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await?;
+                stream
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await?;
                 return Ok(());
             }
             let method = req.method.unwrap_or("GET").to_owned();
@@ -139,7 +145,11 @@ impl Echo {
             } else {
                 (200, self.describe(&method, &path, &map, body_len))
             };
-            let content_type = if status == 200 && path.starts_with("/__bytes/") { "application/octet-stream" } else { "application/json" };
+            let content_type = if status == 200 && path.starts_with("/__bytes/") {
+                "application/octet-stream"
+            } else {
+                "application/json"
+            };
             let head = format!(
                 "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nx-echo-name: {}\r\n\r\n",
                 if status == 200 { "OK" } else { "Service Unavailable" },
@@ -184,6 +194,9 @@ mod tests {
 
     #[test]
     fn websocket_accept_matches_rfc_example() {
-        assert_eq!(websocket_accept("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            websocket_accept("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 }

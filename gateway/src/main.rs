@@ -56,7 +56,12 @@ fn main() -> ExitCode {
         },
         Command::Check { config } => match authgate::server::check(&config) {
             Ok(snapshot) => {
-                println!("{}: configuration OK ({} apps, {} certificates)", config.display(), snapshot.routes.len(), snapshot.certs.iter().count());
+                println!(
+                    "{}: configuration OK ({} apps, {} certificates)",
+                    config.display(),
+                    snapshot.routes.len(),
+                    snapshot.certs.iter().count()
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -82,7 +87,9 @@ fn echo(addrs: Vec<std::net::SocketAddr>) -> ExitCode {
             match tokio::net::TcpListener::bind(addr).await {
                 Ok(listener) => {
                     tracing::info!(%addr, "echo upstream listening");
-                    tasks.push(tokio::spawn(authgate::echo::Echo::new(addr.to_string()).serve(listener)));
+                    tasks.push(tokio::spawn(
+                        authgate::echo::Echo::new(addr.to_string()).serve(listener),
+                    ));
                 }
                 Err(e) => {
                     eprintln!("authgate echo: cannot listen on {addr}: {e}");

@@ -3,7 +3,9 @@
 //! Metrics live in their own [`Registry`] (not the process-global one), created once at
 //! start-up and shared through [`crate::state::State`]; tests build their own.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// Every metric the gateway exports.
 #[derive(Clone)]
@@ -19,7 +21,8 @@ pub struct Metrics {
     pub backend_healthy: IntGaugeVec,
     /// `authgate_backend_health_changes_total{to}`: backends taken out (`down`) or back (`up`).
     pub backend_health_changes: IntCounterVec,
-    /// `authgate_config_reloads_total{result}`: reloads applied (`success`) or rejected (`failure`).
+    /// `authgate_config_reloads_total{result}`: reloads applied (`success`), rejected (`failure`),
+    /// or with no change in content (`unchanged`).
     pub reloads: IntCounterVec,
     /// `authgate_config_generation`: the generation of the config being served.
     pub config_generation: IntGauge,
@@ -44,8 +47,13 @@ impl Metrics {
             &["app", "status"],
         )?;
         let upstream_latency = HistogramVec::new(
-            HistogramOpts::new("authgate_upstream_response_seconds", "Time from choosing a backend to receiving its response header")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            HistogramOpts::new(
+                "authgate_upstream_response_seconds",
+                "Time from choosing a backend to receiving its response header",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
             &["app"],
         )?;
         let upstream_errors = IntCounterVec::new(
@@ -53,36 +61,57 @@ impl Metrics {
             &["app", "kind"],
         )?;
         let backend_healthy = IntGaugeVec::new(
-            Opts::new("authgate_backend_healthy", "1 when the backend is healthy and in rotation"),
+            Opts::new(
+                "authgate_backend_healthy",
+                "1 when the backend is healthy and in rotation",
+            ),
             &["app", "backend"],
         )?;
         let backend_health_changes = IntCounterVec::new(
-            Opts::new("authgate_backend_health_changes_total", "Backends taken out of (down) or put back into (up) rotation"),
+            Opts::new(
+                "authgate_backend_health_changes_total",
+                "Backends taken out of (down) or put back into (up) rotation",
+            ),
             &["to"],
         )?;
         let reloads = IntCounterVec::new(
             Opts::new("authgate_config_reloads_total", "Configuration reloads by result"),
             &["result"],
         )?;
-        let config_generation = IntGauge::new("authgate_config_generation", "Generation of the configuration being served")?;
+        let config_generation = IntGauge::new(
+            "authgate_config_generation",
+            "Generation of the configuration being served",
+        )?;
         let last_reload_success = IntGauge::new(
             "authgate_config_last_reload_success_timestamp_seconds",
             "Unix time of the last configuration that was applied",
         )?;
         let tls_handshakes = IntCounterVec::new(
-            Opts::new("authgate_tls_handshakes_total", "Completed downstream TLS handshakes by protocol version"),
+            Opts::new(
+                "authgate_tls_handshakes_total",
+                "Completed downstream TLS handshakes by protocol version",
+            ),
             &["version"],
         )?;
         let tls_certificate_selections = IntCounterVec::new(
-            Opts::new("authgate_tls_certificate_selections_total", "Certificate choices at handshake, by how the SNI matched"),
+            Opts::new(
+                "authgate_tls_certificate_selections_total",
+                "Certificate choices at handshake, by how the SNI matched",
+            ),
             &["match"],
         )?;
         let tls_certificate_expiry = IntGaugeVec::new(
-            Opts::new("authgate_tls_certificate_expiry_timestamp_seconds", "notAfter of each served certificate, by its first name"),
+            Opts::new(
+                "authgate_tls_certificate_expiry_timestamp_seconds",
+                "notAfter of each served certificate, by its first name",
+            ),
             &["name"],
         )?;
         let rejected_requests = IntCounterVec::new(
-            Opts::new("authgate_rejected_requests_total", "Requests refused before routing, by reason"),
+            Opts::new(
+                "authgate_rejected_requests_total",
+                "Requests refused before routing, by reason",
+            ),
             &["reason"],
         )?;
         registry.register(Box::new(requests.clone()))?;
@@ -134,7 +163,10 @@ mod tests {
         m.requests.with_label_values(&["app1", "200"]).inc();
         m.reloads.with_label_values(&["failure"]).inc();
         let text = String::from_utf8(m.render()).unwrap();
-        assert!(text.contains("authgate_requests_total{app=\"app1\",status=\"200\"} 1"), "{text}");
+        assert!(
+            text.contains("authgate_requests_total{app=\"app1\",status=\"200\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("authgate_config_reloads_total{result=\"failure\"} 1"));
     }
 }

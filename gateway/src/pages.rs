@@ -20,13 +20,29 @@ pub struct Page {
 
 impl Page {
     /// 400: the request could not be understood.
-    pub const BAD_REQUEST: Page = Page { status: 400, code: "bad_request", message: "The request is malformed." };
+    pub const BAD_REQUEST: Page = Page {
+        status: 400,
+        code: "bad_request",
+        message: "The request is malformed.",
+    };
     /// 400: no usable Host header.
-    pub const BAD_HOST: Page = Page { status: 400, code: "bad_host", message: "The request has a missing or malformed Host header." };
+    pub const BAD_HOST: Page = Page {
+        status: 400,
+        code: "bad_host",
+        message: "The request has a missing or malformed Host header.",
+    };
     /// 404: no app for this host.
-    pub const UNKNOWN_HOST: Page = Page { status: 404, code: "unknown_host", message: "No application is configured for this host name." };
+    pub const UNKNOWN_HOST: Page = Page {
+        status: 404,
+        code: "unknown_host",
+        message: "No application is configured for this host name.",
+    };
     /// 414: request target too long.
-    pub const URI_TOO_LONG: Page = Page { status: 414, code: "uri_too_long", message: "The request URI is too long." };
+    pub const URI_TOO_LONG: Page = Page {
+        status: 414,
+        code: "uri_too_long",
+        message: "The request URI is too long.",
+    };
     /// 421: the TLS server name and the Host header point at different certificates.
     pub const MISDIRECTED: Page = Page {
         status: 421,
@@ -52,7 +68,11 @@ impl Page {
         message: "The application did not answer in time. Try again shortly.",
     };
     /// 500: a bug in the gateway.
-    pub const INTERNAL: Page = Page { status: 500, code: "internal_error", message: "The gateway failed to handle this request." };
+    pub const INTERNAL: Page = Page {
+        status: 500,
+        code: "internal_error",
+        message: "The gateway failed to handle this request.",
+    };
 
     /// The page for a status the proxy reports from an error.
     pub fn for_status(status: u16) -> Page {

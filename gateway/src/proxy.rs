@@ -51,7 +51,11 @@ fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
 
 impl Gateway {
     async fn reject(&self, session: &mut Session, rejection: Rejection) -> Result<bool> {
-        self.state.metrics.rejected_requests.with_label_values(&[rejection.reason()]).inc();
+        self.state
+            .metrics
+            .rejected_requests
+            .with_label_values(&[rejection.reason()])
+            .inc();
         let close = !matches!(rejection, Rejection::BadHost);
         send_page(session, rejection.page(), close).await?;
         Ok(true)
@@ -83,13 +87,21 @@ impl ProxyHttp for Gateway {
             Err(rejection) => return self.reject(session, rejection).await,
         };
         let Some(app) = snapshot.routes.lookup(&host).cloned() else {
-            self.state.metrics.rejected_requests.with_label_values(&["unknown_host"]).inc();
+            self.state
+                .metrics
+                .rejected_requests
+                .with_label_values(&["unknown_host"])
+                .inc();
             ctx.host = Some(host);
             send_page(session, Page::UNKNOWN_HOST, false).await?;
             return Ok(true);
         };
         if misdirected(session, &snapshot, &host) {
-            self.state.metrics.rejected_requests.with_label_values(&["misdirected"]).inc();
+            self.state
+                .metrics
+                .rejected_requests
+                .with_label_values(&["misdirected"])
+                .inc();
             ctx.host = Some(host);
             send_page(session, Page::MISDIRECTED, true).await?;
             return Ok(true);
@@ -102,15 +114,25 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        let app = ctx.app.clone().ok_or_else(|| Error::explain(ErrorType::InternalError, "no app chosen"))?;
+        let app = ctx
+            .app
+            .clone()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no app chosen"))?;
         let key = match client_ip(session) {
             Some(std::net::IpAddr::V4(v4)) => v4.to_ipv6_mapped().octets(),
             Some(std::net::IpAddr::V6(v6)) => v6.octets(),
             None => [0; 16],
         };
         let Some(target) = app.pool.select(&key, &ctx.tried) else {
-            self.state.metrics.upstream_errors.with_label_values(&[app.name.as_str(), "no_healthy_backend"]).inc();
-            return Err(Error::explain(ErrorType::HTTPStatus(502), format!("app {}: no healthy backend", app.name)));
+            self.state
+                .metrics
+                .upstream_errors
+                .with_label_values(&[app.name.as_str(), "no_healthy_backend"])
+                .inc();
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(502),
+                format!("app {}: no healthy backend", app.name),
+            ));
         };
         ctx.tried.push(target.spec.addr);
         let mut peer = target.peer.clone();
@@ -125,16 +147,31 @@ impl ProxyHttp for Gateway {
         Ok(Box::new(peer))
     }
 
-    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
         if let Some(app) = &ctx.app {
-            self.state.metrics.upstream_errors.with_label_values(&[app.name.as_str(), "connect"]).inc();
+            self.state
+                .metrics
+                .upstream_errors
+                .with_label_values(&[app.name.as_str(), "connect"])
+                .inc();
         }
         // Retry a failed connect once, on another backend (upstream_peer skips tried ones).
         e.set_retry(ctx.tried.len() < 2);
         e
     }
 
-    async fn upstream_request_filter(&self, session: &mut Session, upstream: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         if let Some(ip) = client_ip(session) {
             let ip = ip.to_string();
             upstream.insert_header("x-forwarded-for", &ip)?;
@@ -154,9 +191,18 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    async fn upstream_response_filter(&self, _session: &mut Session, _resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         if let (Some(app), Some(started)) = (&ctx.app, ctx.upstream_started) {
-            self.state.metrics.upstream_latency.with_label_values(&[app.name.as_str()]).observe(started.elapsed().as_secs_f64());
+            self.state
+                .metrics
+                .upstream_latency
+                .with_label_values(&[app.name.as_str()])
+                .observe(started.elapsed().as_secs_f64());
         }
         Ok(())
     }
@@ -165,7 +211,11 @@ impl ProxyHttp for Gateway {
         let status = error_status(e);
         if status == 504 {
             if let Some(app) = &ctx.app {
-                self.state.metrics.upstream_errors.with_label_values(&[app.name.as_str(), "timeout"]).inc();
+                self.state
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[app.name.as_str(), "timeout"])
+                    .inc();
             }
         }
         if status > 0 && session.response_written().is_none() {
@@ -173,14 +223,21 @@ impl ProxyHttp for Gateway {
                 tracing::debug!(error = %write_error, "cannot send the error page");
             }
         }
-        FailToProxy { error_code: status, can_reuse_downstream: false }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let app = ctx.app_name();
         let mut status_label = itoa::Buffer::new();
-        self.state.metrics.requests.with_label_values(&[app, status_label.format(status)]).inc();
+        self.state
+            .metrics
+            .requests
+            .with_label_values(&[app, status_label.format(status)])
+            .inc();
         let req = session.req_header();
         let upstream = ctx.tried.last().map(|a| a.to_string());
         tracing::info!(

@@ -43,7 +43,10 @@ impl Rejection {
 }
 
 /// Checks limits and the target, and returns the normalised host and the raw Host value.
-pub fn inspect<'a>(req: &'a RequestHeader, settings: &Settings) -> Result<(std::borrow::Cow<'a, str>, &'a str), Rejection> {
+pub fn inspect<'a>(
+    req: &'a RequestHeader,
+    settings: &Settings,
+) -> Result<(std::borrow::Cow<'a, str>, &'a str), Rejection> {
     let target = req.raw_path();
     if target.len() > settings.max_uri_bytes {
         return Err(Rejection::UriTooLong);
@@ -53,10 +56,10 @@ pub fn inspect<'a>(req: &'a RequestHeader, settings: &Settings) -> Result<(std::
         return Err(Rejection::HeadersTooLarge);
     }
     // Origin form only ("/path?query"); "*" (OPTIONS) and absolute forms are not routed.
-    if target.first() != Some(&b'/') && !(req.method == http::Method::OPTIONS && target == b"*") {
-        if req.uri.authority().is_none() {
-            return Err(Rejection::BadTarget);
-        }
+    let origin_form = target.first() == Some(&b'/');
+    let asterisk = req.method == http::Method::OPTIONS && target == b"*";
+    if !origin_form && !asterisk && req.uri.authority().is_none() {
+        return Err(Rejection::BadTarget);
     }
     if !valid_percent_encoding(target) {
         return Err(Rejection::BadTarget);
@@ -100,7 +103,11 @@ mod tests {
 
     fn settings() -> Settings {
         Settings {
-            listen: Listen { https: "127.0.0.1:8443".into(), http: None, admin: None },
+            listen: Listen {
+                https: "127.0.0.1:8443".into(),
+                http: None,
+                admin: None,
+            },
             redirect_https_port: 8443,
             max_header_bytes: 4096,
             max_uri_bytes: 1024,
@@ -128,14 +135,32 @@ mod tests {
     fn rejects_what_it_must() {
         let s = settings();
         assert_eq!(inspect(&req("/", &[]), &s).unwrap_err(), Rejection::BadHost);
-        assert_eq!(inspect(&req("/", &[("Host", "a b")]), &s).unwrap_err(), Rejection::BadHost);
-        assert_eq!(inspect(&req("/", &[("Host", "a.com"), ("Host", "b.com")]), &s).unwrap_err(), Rejection::BadHost);
-        assert_eq!(inspect(&req("/%zz", &[("Host", "a.com")]), &s).unwrap_err(), Rejection::BadTarget);
-        assert_eq!(inspect(&req("/%4", &[("Host", "a.com")]), &s).unwrap_err(), Rejection::BadTarget);
+        assert_eq!(
+            inspect(&req("/", &[("Host", "a b")]), &s).unwrap_err(),
+            Rejection::BadHost
+        );
+        assert_eq!(
+            inspect(&req("/", &[("Host", "a.com"), ("Host", "b.com")]), &s).unwrap_err(),
+            Rejection::BadHost
+        );
+        assert_eq!(
+            inspect(&req("/%zz", &[("Host", "a.com")]), &s).unwrap_err(),
+            Rejection::BadTarget
+        );
+        assert_eq!(
+            inspect(&req("/%4", &[("Host", "a.com")]), &s).unwrap_err(),
+            Rejection::BadTarget
+        );
         let long = format!("/{}", "a".repeat(2000));
-        assert_eq!(inspect(&req(&long, &[("Host", "a.com")]), &s).unwrap_err(), Rejection::UriTooLong);
+        assert_eq!(
+            inspect(&req(&long, &[("Host", "a.com")]), &s).unwrap_err(),
+            Rejection::UriTooLong
+        );
         let big = "v".repeat(5000);
-        assert_eq!(inspect(&req("/", &[("Host", "a.com"), ("X-Big", &big)]), &s).unwrap_err(), Rejection::HeadersTooLarge);
+        assert_eq!(
+            inspect(&req("/", &[("Host", "a.com"), ("X-Big", &big)]), &s).unwrap_err(),
+            Rejection::HeadersTooLarge
+        );
     }
 
     #[test]

@@ -191,7 +191,19 @@ mod tests {
         assert_eq!(normalize_host("[::1]:8443").unwrap(), "[::1]");
         assert_eq!(normalize_host("127.0.0.1:80").unwrap(), "127.0.0.1");
         assert_eq!(normalize_host(""), Err(HostError::Missing));
-        for bad in ["a b.com", "a..b", "evil.com/x", "a.com:", "a.com:99999", "a.com:8x", "[zz]", "[::1]x", ".", "a@b.com", "\u{e9}.com"] {
+        for bad in [
+            "a b.com",
+            "a..b",
+            "evil.com/x",
+            "a.com:",
+            "a.com:99999",
+            "a.com:8x",
+            "[zz]",
+            "[::1]x",
+            ".",
+            "a@b.com",
+            "\u{e9}.com",
+        ] {
             assert_eq!(normalize_host(bad), Err(HostError::Malformed), "{bad}");
         }
         let long = format!("{}.com", "a".repeat(64));
@@ -200,9 +212,24 @@ mod tests {
 
     #[test]
     fn parses_patterns() {
-        assert_eq!(HostPattern::parse("App.Example.com").unwrap(), HostPattern::Exact("app.example.com".into()));
-        assert_eq!(HostPattern::parse("*.Preview.example.com").unwrap(), HostPattern::Wildcard("preview.example.com".into()));
-        for bad in ["*.com", "*", "a.*.com", "https://a.com", "a.com:443", "*.a.com:443", "", "a b"] {
+        assert_eq!(
+            HostPattern::parse("App.Example.com").unwrap(),
+            HostPattern::Exact("app.example.com".into())
+        );
+        assert_eq!(
+            HostPattern::parse("*.Preview.example.com").unwrap(),
+            HostPattern::Wildcard("preview.example.com".into())
+        );
+        for bad in [
+            "*.com",
+            "*",
+            "a.*.com",
+            "https://a.com",
+            "a.com:443",
+            "*.a.com:443",
+            "",
+            "a b",
+        ] {
             assert!(HostPattern::parse(bad).is_err(), "{bad}");
         }
     }
@@ -211,7 +238,10 @@ mod tests {
     fn exact_beats_wildcard_and_longest_suffix_wins() {
         let mut t = RouteTable::default();
         t.insert(HostPattern::parse("*.example.com").unwrap(), Arc::new("wild"));
-        t.insert(HostPattern::parse("*.preview.example.com").unwrap(), Arc::new("preview"));
+        t.insert(
+            HostPattern::parse("*.preview.example.com").unwrap(),
+            Arc::new("preview"),
+        );
         t.insert(HostPattern::parse("app1.example.com").unwrap(), Arc::new("app1"));
         t.insert(HostPattern::parse("x.preview.example.com").unwrap(), Arc::new("x"));
         assert_eq!(**t.lookup("app1.example.com").unwrap(), "app1");

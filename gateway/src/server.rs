@@ -12,7 +12,7 @@ use pingora::services::listening::Service;
 use pingora::tls::ssl::SslVersion;
 
 use crate::admin::{Admin, HttpsRedirect};
-use crate::config::watch::{watch_dirs, Reloader};
+use crate::config::watch::{watch_set, Reloader};
 use crate::config::{self, ConfigErrors};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
@@ -51,7 +51,7 @@ pub fn check(config_path: &Path) -> Result<Snapshot, StartError> {
 pub fn run(config_path: &Path) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::new()?);
     let config = config::load(config_path)?;
-    let dirs = watch_dirs(&config);
+    let watch = watch_set(&config);
     let server_section = config.gateway.server.clone();
     let snapshot = Snapshot::build(config, None, &metrics)?;
     let listen = snapshot.settings.listen.clone();
@@ -69,12 +69,19 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
 
-    let mut gateway = pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(state.clone()), "authgate");
-    let mut tls = TlsSettings::with_callbacks(Box::new(SniResolver::new(state.clone())))
-        .map_err(|e| StartError::Listener { what: "https", error: e.to_string() })?;
+    let mut gateway =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(state.clone()), "authgate");
+    let mut tls =
+        TlsSettings::with_callbacks(Box::new(SniResolver::new(state.clone()))).map_err(|e| StartError::Listener {
+            what: "https",
+            error: e.to_string(),
+        })?;
     tls.enable_h2();
     tls.set_min_proto_version(Some(SslVersion::TLS1_2))
-        .map_err(|e| StartError::Listener { what: "https", error: e.to_string() })?;
+        .map_err(|e| StartError::Listener {
+            what: "https",
+            error: e.to_string(),
+        })?;
     gateway.add_tls_with_settings(&listen.https, None, tls);
     gateway.threads = Some(threads);
     server.add_service(gateway);
@@ -91,7 +98,7 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
         admin.threads = Some(1);
         server.add_service(admin);
     }
-    server.add_service(background_service("reloader", Reloader::new(state.clone(), dirs)));
+    server.add_service(background_service("reloader", Reloader::new(state.clone(), watch)));
     server.add_service(background_service("health-checks", HealthChecker::new(state)));
 
     tracing::info!(https = %listen.https, http = ?listen.http, admin = ?listen.admin, apps, threads, "authgate starting");

@@ -66,9 +66,20 @@ pub struct Snapshot {
 impl Snapshot {
     /// Checks and compiles a loaded configuration. Pools whose spec equals one in `previous`
     /// are reused with their health state. Returns every error found.
-    pub fn build(config: Config, previous: Option<&Snapshot>, metrics: &Arc<Metrics>) -> Result<Snapshot, ConfigErrors> {
-        let Config { main_path, gateway, apps, mut fingerprint, .. } = config;
-        let mut errors = ConfigErrors::default();
+    pub fn build(
+        config: Config,
+        previous: Option<&Snapshot>,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Snapshot, ConfigErrors> {
+        let Config {
+            main_path,
+            gateway,
+            apps,
+            mut fingerprint,
+            errors,
+            ..
+        } = config;
+        let mut errors = errors;
         let settings = settings(&main_path, &gateway, &mut errors);
         let certs = CertStore::load(&gateway.tls.certificates, &main_path, &mut fingerprint, &mut errors);
 
@@ -95,7 +106,10 @@ impl Snapshot {
                 errors.push(ConfigError::new(
                     &file,
                     "host",
-                    format!("{host} is already served by {}: each host belongs to exactly one app file", other.display()),
+                    format!(
+                        "{host} is already served by {}: each host belongs to exactly one app file",
+                        other.display()
+                    ),
                 ));
                 continue;
             }
@@ -130,12 +144,22 @@ impl Snapshot {
                         p
                     }
                     Err(e) => {
-                        errors.push(ConfigError::new(&file, "upstreams", format!("cannot build the pool: {e}")));
+                        errors.push(ConfigError::new(
+                            &file,
+                            "upstreams",
+                            format!("cannot build the pool: {e}"),
+                        ));
                         continue;
                     }
                 }
             };
-            let app = App { name: entry.name, host: host.clone(), file, pool, timeouts: spec.timeouts };
+            let app = App {
+                name: entry.name,
+                host: host.clone(),
+                file,
+                pool,
+                timeouts: spec.timeouts,
+            };
             routes.insert(host, Arc::new(app));
         }
         errors.into_result(())?;
@@ -155,24 +179,44 @@ fn settings(main_path: &Path, gateway: &crate::config::schema::GatewayFile, erro
     let mut https_port = 443;
     match listen.https.parse::<std::net::SocketAddr>() {
         Ok(a) => https_port = a.port(),
-        Err(_) => errors.push(ConfigError::new(main_path, "listen.https", format!("{:?} is not an address: write ip:port, e.g. 0.0.0.0:8443", listen.https))),
+        Err(_) => errors.push(ConfigError::new(
+            main_path,
+            "listen.https",
+            format!("{:?} is not an address: write ip:port, e.g. 0.0.0.0:8443", listen.https),
+        )),
     }
     for (field, value) in [("listen.http", &listen.http), ("listen.admin", &listen.admin)] {
         if let Some(v) = value {
             if v.parse::<std::net::SocketAddr>().is_err() {
-                errors.push(ConfigError::new(main_path, field, format!("{v:?} is not an address: write ip:port, e.g. 127.0.0.1:9090")));
+                errors.push(ConfigError::new(
+                    main_path,
+                    field,
+                    format!("{v:?} is not an address: write ip:port, e.g. 127.0.0.1:9090"),
+                ));
             }
         }
     }
     let server = &gateway.server;
     if server.threads == Some(0) {
-        errors.push(ConfigError::new(main_path, "server.threads", "must be at least 1 (or absent for one per CPU)"));
+        errors.push(ConfigError::new(
+            main_path,
+            "server.threads",
+            "must be at least 1 (or absent for one per CPU)",
+        ));
     }
     if server.max_header_bytes < 1024 {
-        errors.push(ConfigError::new(main_path, "server.max_header_bytes", "must be at least 1024"));
+        errors.push(ConfigError::new(
+            main_path,
+            "server.max_header_bytes",
+            "must be at least 1024",
+        ));
     }
     if server.max_uri_bytes < 256 {
-        errors.push(ConfigError::new(main_path, "server.max_uri_bytes", "must be at least 256"));
+        errors.push(ConfigError::new(
+            main_path,
+            "server.max_uri_bytes",
+            "must be at least 256",
+        ));
     }
     Settings {
         listen: listen.clone(),
@@ -195,7 +239,11 @@ pub struct State {
 impl State {
     /// State serving `snapshot`.
     pub fn new(snapshot: Snapshot, metrics: Arc<Metrics>, config_path: PathBuf) -> Self {
-        let state = Self { snapshot: ArcSwap::from_pointee(snapshot), metrics, config_path };
+        let state = Self {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            metrics,
+            config_path,
+        };
         state.publish_gauges(&state.snapshot());
         state
     }
@@ -214,11 +262,14 @@ impl State {
 
     fn publish_gauges(&self, snapshot: &Snapshot) {
         let m = &self.metrics;
-        m.config_generation.set(i64::try_from(snapshot.generation).unwrap_or(i64::MAX));
+        m.config_generation
+            .set(i64::try_from(snapshot.generation).unwrap_or(i64::MAX));
         m.tls_certificate_expiry.reset();
         for ck in snapshot.certs.iter() {
             if let Some(name) = ck.names.first() {
-                m.tls_certificate_expiry.with_label_values(&[name.as_str()]).set(ck.not_after_unix);
+                m.tls_certificate_expiry
+                    .with_label_values(&[name.as_str()])
+                    .set(ck.not_after_unix);
             }
         }
     }
@@ -231,7 +282,9 @@ impl State {
         for app in snapshot.routes.values() {
             for (target, healthy) in app.pool.health() {
                 let backend = target.addr.to_string();
-                gauge.with_label_values(&[app.name.as_str(), backend.as_str()]).set(i64::from(healthy));
+                gauge
+                    .with_label_values(&[app.name.as_str(), backend.as_str()])
+                    .set(i64::from(healthy));
             }
         }
     }

@@ -11,13 +11,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pingora::listeners::TlsAccept;
-use pingora::protocols::tls::TlsRef;
 use openssl::asn1::Asn1Time;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
 use openssl::ssl::NameType;
 use openssl::x509::X509;
+use pingora::listeners::TlsAccept;
+use pingora::protocols::tls::TlsRef;
 use pingora::tls::ext;
 
 use crate::config::schema::CertificateFiles;
@@ -40,7 +40,9 @@ pub struct CertKey {
 
 impl std::fmt::Debug for CertKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertKey").field("names", &self.names).finish_non_exhaustive()
+        f.debug_struct("CertKey")
+            .field("names", &self.names)
+            .finish_non_exhaustive()
     }
 }
 
@@ -157,21 +159,30 @@ fn load_pair(
 ) -> Result<CertKey, (&'static str, String)> {
     let cert_path = resolve(base, &entry.cert_file);
     let key_path = resolve(base, &entry.key_file);
-    let cert_pem = std::fs::read(&cert_path)
-        .map_err(|e| ("cert_file", format!("cannot read {}: {e}", cert_path.display())))?;
-    let key_pem = std::fs::read(&key_path)
-        .map_err(|e| ("key_file", format!("cannot read {}: {e}", key_path.display())))?;
+    let cert_pem =
+        std::fs::read(&cert_path).map_err(|e| ("cert_file", format!("cannot read {}: {e}", cert_path.display())))?;
+    let key_pem =
+        std::fs::read(&key_path).map_err(|e| ("key_file", format!("cannot read {}: {e}", key_path.display())))?;
     fingerprint.add(&cert_path, &cert_pem);
     fingerprint.add(&key_path, &key_pem);
     let mut stack = X509::stack_from_pem(&cert_pem)
-        .map_err(|e| ("cert_file", format!("{} is not a PEM certificate: {e}", cert_path.display())))?
+        .map_err(|e| {
+            (
+                "cert_file",
+                format!("{} is not a PEM certificate: {e}", cert_path.display()),
+            )
+        })?
         .into_iter();
     let cert = stack
         .next()
         .ok_or_else(|| ("cert_file", format!("{} holds no certificate", cert_path.display())))?;
     let chain: Vec<X509> = stack.collect();
-    let key = PKey::private_key_from_pem(&key_pem)
-        .map_err(|e| ("key_file", format!("{} is not a PEM private key: {e}", key_path.display())))?;
+    let key = PKey::private_key_from_pem(&key_pem).map_err(|e| {
+        (
+            "key_file",
+            format!("{} is not a PEM private key: {e}", key_path.display()),
+        )
+    })?;
     let matches = cert.public_key().map(|p| p.public_eq(&key)).unwrap_or(false);
     if !matches {
         return Err((
@@ -185,7 +196,10 @@ fn load_pair(
     }
     let names = cert_names(&cert);
     if names.is_empty() {
-        return Err(("cert_file", format!("{} has no DNS name (subjectAltName or CN)", cert_path.display())));
+        return Err((
+            "cert_file",
+            format!("{} has no DNS name (subjectAltName or CN)", cert_path.display()),
+        ));
     }
     let not_after_unix = Asn1Time::from_unix(0)
         .and_then(|epoch| epoch.diff(cert.not_after()))
@@ -251,7 +265,11 @@ impl TlsAccept for SniResolver {
         let Some((ck, how)) = snapshot.certs.select(sni.as_deref()) else {
             return;
         };
-        self.state.metrics.tls_certificate_selections.with_label_values(&[how.as_str()]).inc();
+        self.state
+            .metrics
+            .tls_certificate_selections
+            .with_label_values(&[how.as_str()])
+            .inc();
         let installed = ext::ssl_use_certificate(ssl, &ck.cert)
             .and_then(|_| ck.chain.iter().try_for_each(|c| ext::ssl_add_chain_cert(ssl, c)))
             .and_then(|_| ext::ssl_use_private_key(ssl, &ck.key));
@@ -287,7 +305,8 @@ pub(crate) mod test_certs {
         let name = name.build();
         let mut b = X509::builder().unwrap();
         b.set_version(2).unwrap();
-        b.set_serial_number(&BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap()).unwrap();
+        b.set_serial_number(&BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap())
+            .unwrap();
         b.set_subject_name(&name).unwrap();
         b.set_issuer_name(&name).unwrap();
         b.set_pubkey(&key).unwrap();
@@ -327,7 +346,12 @@ mod tests {
             });
         }
         let mut errors = ConfigErrors::default();
-        let store = CertStore::load(&entries, &dir.join("gateway.yaml"), &mut Fingerprint::default(), &mut errors);
+        let store = CertStore::load(
+            &entries,
+            &dir.join("gateway.yaml"),
+            &mut Fingerprint::default(),
+            &mut errors,
+        );
         (store, errors)
     }
 
@@ -340,10 +364,19 @@ mod tests {
             let (c, how) = store.select(sni).unwrap();
             (c.names[0].clone(), how)
         };
-        assert_eq!(pick(Some("app1.example.com")), ("app1.example.com".into(), Selection::Exact));
-        assert_eq!(pick(Some("app2.example.com")), ("*.example.com".into(), Selection::Wildcard));
+        assert_eq!(
+            pick(Some("app1.example.com")),
+            ("app1.example.com".into(), Selection::Exact)
+        );
+        assert_eq!(
+            pick(Some("app2.example.com")),
+            ("*.example.com".into(), Selection::Wildcard)
+        );
         assert_eq!(pick(Some("other.org")), ("other.org".into(), Selection::Exact));
-        assert_eq!(pick(Some("a.b.example.com")), ("*.example.com".into(), Selection::Default));
+        assert_eq!(
+            pick(Some("a.b.example.com")),
+            ("*.example.com".into(), Selection::Default)
+        );
         assert_eq!(pick(None), ("*.example.com".into(), Selection::Default));
     }
 
@@ -367,15 +400,31 @@ mod tests {
         std::fs::write(dir.path().join("a.crt"), crt).unwrap();
         std::fs::write(dir.path().join("b.key"), other_key).unwrap();
         let entries = vec![
-            CertificateFiles { cert_file: "a.crt".into(), key_file: "b.key".into() },
-            CertificateFiles { cert_file: "missing.crt".into(), key_file: "b.key".into() },
-            CertificateFiles { cert_file: "b.key".into(), key_file: "b.key".into() },
+            CertificateFiles {
+                cert_file: "a.crt".into(),
+                key_file: "b.key".into(),
+            },
+            CertificateFiles {
+                cert_file: "missing.crt".into(),
+                key_file: "b.key".into(),
+            },
+            CertificateFiles {
+                cert_file: "b.key".into(),
+                key_file: "b.key".into(),
+            },
         ];
         let mut errors = ConfigErrors::default();
         let main = dir.path().join("gateway.yaml");
         CertStore::load(&entries, &main, &mut Fingerprint::default(), &mut errors);
         let fields: Vec<_> = errors.0.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["tls.certificates[0].key_file", "tls.certificates[1].cert_file", "tls.certificates[2].cert_file"]);
+        assert_eq!(
+            fields,
+            [
+                "tls.certificates[0].key_file",
+                "tls.certificates[1].cert_file",
+                "tls.certificates[2].cert_file"
+            ]
+        );
         assert!(errors.0[0].message.contains("does not match"));
         assert!(errors.0.iter().all(|e| e.file == main));
     }

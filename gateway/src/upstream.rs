@@ -43,6 +43,9 @@ pub struct TargetSpec {
     pub label: String,
 }
 
+/// Errors as `(field, message)` pairs, the field relative to the app file.
+pub type FieldErrors = Vec<(String, String)>;
+
 /// Everything a pool is built from; equal specs share one pool across reloads.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PoolSpec {
@@ -68,11 +71,14 @@ impl PoolSpec {
         tls: Option<&UpstreamTlsSpec>,
         app_dir: &Path,
         fingerprint: &mut Fingerprint,
-    ) -> std::result::Result<(PoolSpec, Option<Arc<CaType>>), Vec<(String, String)>> {
+    ) -> std::result::Result<(PoolSpec, Option<Arc<CaType>>), FieldErrors> {
         let mut errors = Vec::new();
         let mut targets = Vec::new();
         if upstreams.is_empty() {
-            errors.push(("upstreams".to_owned(), "at least one upstream is required, e.g. [\"127.0.0.1:9001\"]".to_owned()));
+            errors.push((
+                "upstreams".to_owned(),
+                "at least one upstream is required, e.g. [\"127.0.0.1:9001\"]".to_owned(),
+            ));
         }
         for (i, raw) in upstreams.iter().enumerate() {
             match parse_upstream(raw) {
@@ -89,7 +95,10 @@ impl PoolSpec {
         }
         if let Some(path) = &health.path {
             if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
-                errors.push(("health_check.path".to_owned(), format!("{path:?} must be an absolute path such as /healthz")));
+                errors.push((
+                    "health_check.path".to_owned(),
+                    format!("{path:?} must be an absolute path such as /healthz"),
+                ));
             }
         }
         let tls = tls.cloned().unwrap_or_default();
@@ -105,14 +114,29 @@ impl PoolSpec {
                     ca_digest = digest.value();
                     match X509::stack_from_pem(&pem) {
                         Ok(certs) if !certs.is_empty() => ca = Some(Arc::new(certs.into_boxed_slice())),
-                        _ => errors.push(("upstream_tls.ca_file".to_owned(), format!("{} holds no PEM certificate", path.display()))),
+                        _ => errors.push((
+                            "upstream_tls.ca_file".to_owned(),
+                            format!("{} holds no PEM certificate", path.display()),
+                        )),
                     }
                 }
-                Err(e) => errors.push(("upstream_tls.ca_file".to_owned(), format!("cannot read {}: {e}", path.display()))),
+                Err(e) => errors.push((
+                    "upstream_tls.ca_file".to_owned(),
+                    format!("cannot read {}: {e}", path.display()),
+                )),
             }
         }
         if errors.is_empty() {
-            Ok((PoolSpec { targets, algorithm, health, tls, ca_digest }, ca))
+            Ok((
+                PoolSpec {
+                    targets,
+                    algorithm,
+                    health,
+                    tls,
+                    ca_digest,
+                },
+                ca,
+            ))
         } else {
             Err(errors)
         }
@@ -132,7 +156,9 @@ fn parse_upstream(raw: &str) -> std::result::Result<Vec<TargetSpec>, String> {
     };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.is_empty() || rest.contains('/') || rest.contains('@') {
-        return Err(format!("{raw:?} is not an upstream address: write host:port or https://host:port, without a path"));
+        return Err(format!(
+            "{raw:?} is not an upstream address: write host:port or https://host:port, without a path"
+        ));
     }
     let (host, port) = split_host_port(rest, if tls { 443 } else { 80 })
         .ok_or_else(|| format!("{raw:?} is not an upstream address: write host:port, e.g. 127.0.0.1:9001"))?;
@@ -148,7 +174,12 @@ fn parse_upstream(raw: &str) -> std::result::Result<Vec<TargetSpec>, String> {
     }
     Ok(addrs
         .into_iter()
-        .map(|addr| TargetSpec { addr, tls, host: host.clone(), label: raw.to_owned() })
+        .map(|addr| TargetSpec {
+            addr,
+            tls,
+            host: host.clone(),
+            label: raw.to_owned(),
+        })
         .collect())
 }
 
@@ -204,7 +235,11 @@ impl Pool {
         let mut targets = HashMap::new();
         let mut set = BTreeSet::new();
         for t in &spec.targets {
-            let sni = if t.tls { spec.tls.server_name.clone().unwrap_or_else(|| t.host.clone()) } else { String::new() };
+            let sni = if t.tls {
+                spec.tls.server_name.clone().unwrap_or_else(|| t.host.clone())
+            } else {
+                String::new()
+            };
             let mut peer = HttpPeer::new(t.addr, t.tls, sni);
             if t.tls {
                 peer.options.verify_cert = !spec.tls.insecure_skip_verify;
@@ -235,7 +270,13 @@ impl Pool {
             Some(Err(e)) => return Err(e),
             None => return Error::e_explain(ErrorType::InternalError, "static discovery did not complete"),
         }
-        Ok(Pool { spec, balancer, targets, next_check: Mutex::new(Instant::now()), checking: AtomicBool::new(false) })
+        Ok(Pool {
+            spec,
+            balancer,
+            targets,
+            next_check: Mutex::new(Instant::now()),
+            checking: AtomicBool::new(false),
+        })
     }
 
     /// The spec this pool was built from.
@@ -276,7 +317,9 @@ impl Pool {
 
     /// True (and the pass is claimed) when the interval has elapsed and no pass is running.
     fn claim_health_check(&self, now: Instant) -> bool {
-        let Ok(mut next) = self.next_check.lock() else { return false };
+        let Ok(mut next) = self.next_check.lock() else {
+            return false;
+        };
         if *next > now || self.checking.swap(true, Ordering::AcqRel) {
             return false;
         }
@@ -323,7 +366,10 @@ impl PoolHealthCheck {
         session.read_response_header().await?;
         let status = session.response_header().map(|r| r.status.as_u16()).unwrap_or(0);
         if !(200..400).contains(&status) {
-            return Error::e_explain(ErrorType::new("HealthCheckStatus"), format!("GET {path} answered {status}"));
+            return Error::e_explain(
+                ErrorType::new("HealthCheckStatus"),
+                format!("GET {path} answered {status}"),
+            );
         }
         while session.read_response_body().await?.is_some() {}
         Ok(())
@@ -346,13 +392,21 @@ impl HealthCheck for PoolHealthCheck {
     }
 
     async fn health_status_change(&self, backend: &Backend, healthy: bool) {
-        let label = backend.addr.as_inet().and_then(|a| self.targets.get(a)).map(|t| t.spec.label.as_str()).unwrap_or("?");
+        let label = backend
+            .addr
+            .as_inet()
+            .and_then(|a| self.targets.get(a))
+            .map(|t| t.spec.label.as_str())
+            .unwrap_or("?");
         if healthy {
             tracing::info!(backend = %backend.addr, upstream = label, "backend is healthy again");
         } else {
             tracing::warn!(backend = %backend.addr, upstream = label, "backend failed its health check and is taken out");
         }
-        self.metrics.backend_health_changes.with_label_values(&[if healthy { "up" } else { "down" }]).inc();
+        self.metrics
+            .backend_health_changes
+            .with_label_values(&[if healthy { "up" } else { "down" }])
+            .inc();
     }
 
     fn health_threshold(&self, success: bool) -> usize {
@@ -410,7 +464,16 @@ mod tests {
         assert!(t.iter().all(|t| t.tls && t.addr.port() == 443 && t.host == "localhost"));
         let t = parse_upstream("http://[::1]:8080").unwrap();
         assert_eq!(t[0].addr, "[::1]:8080".parse().unwrap());
-        for bad in ["", "127.0.0.1", "ftp://x:1", "127.0.0.1:99999", "http://a:1/path", "https://user@h:1", "no-such-host.invalid:80", "a:b:c"] {
+        for bad in [
+            "",
+            "127.0.0.1",
+            "ftp://x:1",
+            "127.0.0.1:99999",
+            "http://a:1/path",
+            "https://user@h:1",
+            "no-such-host.invalid:80",
+            "a:b:c",
+        ] {
             assert!(parse_upstream(bad).is_err(), "{bad}");
         }
     }

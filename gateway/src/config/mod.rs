@@ -102,6 +102,9 @@ pub struct Config {
     /// A digest of every byte read so far; [`Snapshot::build`](crate::state::Snapshot::build)
     /// adds the certificate files. Equal digests mean nothing changed.
     pub fingerprint: Fingerprint,
+    /// App files that could not be read or parsed; the build adds its own errors to these so
+    /// one check reports everything.
+    pub errors: ConfigErrors,
 }
 
 /// A running digest of configuration bytes, used to skip reloads that change nothing.
@@ -138,7 +141,8 @@ pub fn base_dir(file: &Path) -> PathBuf {
     }
 }
 
-/// Reads and parses the main file and every app file. Returns every error found.
+/// Reads and parses the main file and every app file. Fails only when the main file itself
+/// is unusable; broken app files are listed in [`Config::errors`].
 pub fn load(main_path: &Path) -> Result<Config, ConfigErrors> {
     let mut errors = ConfigErrors::default();
     let mut fingerprint = Fingerprint::default();
@@ -170,12 +174,13 @@ pub fn load(main_path: &Path) -> Result<Config, ConfigErrors> {
             format!("cannot read directory {}: {e}", apps_dir.display()),
         )),
     }
-    errors.into_result(Config {
+    Ok(Config {
         main_path: main_path.to_path_buf(),
         gateway,
         apps_dir,
         apps,
         fingerprint,
+        errors,
     })
 }
 
@@ -196,19 +201,13 @@ fn app_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 fn app_name(file: &Path) -> String {
-    file.file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("app")
-        .to_owned()
+    file.file_stem().and_then(|s| s.to_str()).unwrap_or("app").to_owned()
 }
 
 /// Reads `path` and parses it as YAML into `T`, naming the field of any error.
-fn read_yaml<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    fingerprint: &mut Fingerprint,
-) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(path, "", format!("cannot read file: {e}")))?;
+fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path, fingerprint: &mut Fingerprint) -> Result<T, ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ConfigError::new(path, "", format!("cannot read file: {e}")))?;
     fingerprint.add(path, text.as_bytes());
     parse_yaml(path, &text)
 }
@@ -219,7 +218,13 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Re
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         let field = if field == "." { String::new() } else { field };
-        ConfigError::new(path, field, e.into_inner().to_string())
+        let message = e.into_inner().to_string();
+        // serde_yaml already prefixes the message with the path; keep it once.
+        let message = message
+            .strip_prefix(&format!("{field}: "))
+            .map(str::to_owned)
+            .unwrap_or(message);
+        ConfigError::new(path, field, message)
     })
 }
 
@@ -233,7 +238,7 @@ mod tests {
         let err = parse_yaml::<AppFile>(Path::new("apps.d/a.yaml"), text).unwrap_err();
         assert_eq!(err.file, Path::new("apps.d/a.yaml"));
         assert_eq!(err.field, "health_check.pth");
-        assert!(err.message.contains("unknown field `pth`"), "{}", err.message);
+        assert!(err.message.starts_with("unknown field `pth`"), "{}", err.message);
     }
 
     #[test]
@@ -263,7 +268,7 @@ mod tests {
         std::fs::write(dir.path().join("apps/c.yml"), "hots: c\n").unwrap();
         std::fs::write(dir.path().join("apps/.hidden.yaml"), "garbage: [").unwrap();
         std::fs::write(dir.path().join("apps/notes.txt"), "ignored").unwrap();
-        let errors = load(&main).unwrap_err();
+        let errors = load(&main).unwrap().errors;
         assert_eq!(errors.0.len(), 2, "{errors}");
         assert!(errors.0[0].file.ends_with("apps/b.yaml"));
         assert!(errors.0[1].file.ends_with("apps/c.yml"));
@@ -271,6 +276,7 @@ mod tests {
         std::fs::remove_file(dir.path().join("apps/b.yaml")).unwrap();
         std::fs::remove_file(dir.path().join("apps/c.yml")).unwrap();
         let config = load(&main).unwrap();
+        assert!(config.errors.0.is_empty());
         assert_eq!(config.apps.len(), 1);
         assert_eq!(config.apps[0].name, "a");
     }
@@ -280,7 +286,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let main = dir.path().join("gateway.yaml");
         std::fs::write(&main, "listen: { https: \"127.0.0.1:0\" }\ntls: { certificates: [] }\n").unwrap();
-        let errors = load(&main).unwrap_err();
+        let errors = load(&main).unwrap().errors;
         assert_eq!(errors.0[0].field, "apps_dir");
     }
 }

@@ -3,11 +3,12 @@
 //! changes nothing: the old one keeps serving.
 //!
 //! Directories are watched rather than files, so editors that rename over a file and the
-//! `..data` symlink swap of Kubernetes ConfigMaps and Secrets are both seen.
+//! `..data` symlink swap of Kubernetes ConfigMaps and Secrets are both seen; events for other
+//! files in those directories are ignored.
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -40,51 +41,90 @@ pub enum ReloadOutcome {
     Rejected(ConfigErrors),
 }
 
-/// Directories whose changes may change the configuration.
-pub fn watch_dirs(config: &Config) -> BTreeSet<PathBuf> {
-    let mut dirs = BTreeSet::new();
-    dirs.insert(base_dir(&config.main_path));
-    dirs.insert(config.apps_dir.clone());
+/// The files a configuration is made of, and the directories to watch for them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchSet {
+    /// Directories watched (non-recursively).
+    pub dirs: BTreeSet<PathBuf>,
+    /// Files whose change matters: the main file, certificates, keys, CA files.
+    pub files: HashSet<PathBuf>,
+    /// Any `*.yaml` / `*.yml` here matters.
+    pub apps_dir: PathBuf,
+}
+
+impl WatchSet {
+    /// True when a change to `path` may change the configuration. Other files in the same
+    /// directories (logs, editor swap files) are ignored; `..`-prefixed names are the
+    /// atomic-swap entries of Kubernetes volumes and always count.
+    pub fn is_relevant(&self, path: &Path) -> bool {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        name.starts_with("..")
+            || self.files.contains(path)
+            || (path.parent() == Some(self.apps_dir.as_path()) && (name.ends_with(".yaml") || name.ends_with(".yml")))
+    }
+}
+
+/// What to watch for `config`.
+pub fn watch_set(config: &Config) -> WatchSet {
+    let mut files = HashSet::new();
+    files.insert(config.main_path.clone());
     let main_base = base_dir(&config.main_path);
     for c in &config.gateway.tls.certificates {
-        dirs.insert(base_dir(&resolve(&main_base, &c.cert_file)));
-        dirs.insert(base_dir(&resolve(&main_base, &c.key_file)));
+        files.insert(resolve(&main_base, &c.cert_file));
+        files.insert(resolve(&main_base, &c.key_file));
     }
     for app in &config.apps {
         if let Some(ca) = app.spec.upstream_tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
-            dirs.insert(base_dir(&resolve(&base_dir(&app.file), ca)));
+            files.insert(resolve(&base_dir(&app.file), ca));
         }
     }
-    dirs
+    let mut dirs: BTreeSet<PathBuf> = files.iter().map(|f| base_dir(f)).collect();
+    dirs.insert(config.apps_dir.clone());
+    WatchSet {
+        dirs,
+        files,
+        apps_dir: config.apps_dir.clone(),
+    }
 }
 
 /// Loads, checks and compiles the configuration and, when it differs from the one served
 /// (or `force`), swaps it in. Blocking (file I/O, DNS): run it off the async workers.
-/// Returns the outcome and the directories to watch from now on.
-pub fn reload(state: &State, force: bool) -> (ReloadOutcome, Option<BTreeSet<PathBuf>>) {
+/// Returns the outcome and what to watch from now on.
+pub fn reload(state: &State, force: bool) -> (ReloadOutcome, Option<WatchSet>) {
     let started = Instant::now();
     let current = state.snapshot();
     let config = match load(&state.config_path) {
         Ok(c) => c,
         Err(errors) => return (reject(state, errors, current.generation), None),
     };
-    let dirs = watch_dirs(&config);
+    let watch = watch_set(&config);
     let outcome = match Snapshot::build(config, Some(&current), &state.metrics) {
-        Ok(next) if !force && next.fingerprint == current.fingerprint => ReloadOutcome::Unchanged,
+        Ok(next) if !force && next.fingerprint == current.fingerprint => {
+            state.metrics.reloads.with_label_values(&["unchanged"]).inc();
+            tracing::debug!("configuration files changed but their content did not");
+            ReloadOutcome::Unchanged
+        }
         Ok(next) => {
             let generation = next.generation;
             let apps = next.routes.len();
             state.store(next);
             let took = started.elapsed();
             state.metrics.reloads.with_label_values(&["success"]).inc();
-            let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
             state.metrics.last_reload_success.set(i64::try_from(now).unwrap_or(0));
-            tracing::info!(generation, apps, took_ms = took.as_millis() as u64, "configuration reloaded");
+            tracing::info!(
+                generation,
+                apps,
+                took_ms = took.as_millis() as u64,
+                "configuration reloaded"
+            );
             ReloadOutcome::Applied { generation, took }
         }
         Err(errors) => reject(state, errors, current.generation),
     };
-    (outcome, Some(dirs))
+    (outcome, Some(watch))
 }
 
 fn reject(state: &State, errors: ConfigErrors, serving: u64) -> ReloadOutcome {
@@ -92,23 +132,27 @@ fn reject(state: &State, errors: ConfigErrors, serving: u64) -> ReloadOutcome {
     for e in &errors.0 {
         tracing::error!(file = %e.file.display(), field = %e.field, "configuration rejected: {}", e.message);
     }
-    tracing::warn!(errors = errors.0.len(), generation = serving, "configuration change rejected; still serving the previous configuration");
+    tracing::warn!(
+        errors = errors.0.len(),
+        generation = serving,
+        "configuration change rejected; still serving the previous configuration"
+    );
     ReloadOutcome::Rejected(errors)
 }
 
 /// The background service that reloads on file changes and SIGHUP.
 pub struct Reloader {
     state: Arc<State>,
-    initial_dirs: BTreeSet<PathBuf>,
+    initial: WatchSet,
 }
 
 impl Reloader {
-    /// A reloader for `state`, first watching `dirs` (from the configuration loaded at start).
-    pub fn new(state: Arc<State>, dirs: BTreeSet<PathBuf>) -> Self {
-        Self { state, initial_dirs: dirs }
+    /// A reloader for `state`, first watching `watch` (from the configuration loaded at start).
+    pub fn new(state: Arc<State>, watch: WatchSet) -> Self {
+        Self { state, initial: watch }
     }
 
-    async fn reload_blocking(&self, force: bool) -> Option<BTreeSet<PathBuf>> {
+    async fn reload_blocking(&self, force: bool) -> Option<WatchSet> {
         let state = self.state.clone();
         match tokio::task::spawn_blocking(move || reload(&state, force)).await {
             Ok((_, dirs)) => dirs,
@@ -120,9 +164,15 @@ impl Reloader {
     }
 }
 
-/// True for events that can change a file's content or presence.
-fn is_change(kind: &EventKind) -> bool {
-    !matches!(kind, EventKind::Access(_))
+/// True for events that can change a relevant file's content or presence.
+fn is_change(event: &notify::Event, watch: &RwLock<WatchSet>) -> bool {
+    if matches!(event.kind, EventKind::Access(_)) {
+        return false;
+    }
+    match watch.read() {
+        Ok(set) => event.paths.iter().any(|p| set.is_relevant(p)),
+        Err(_) => true,
+    }
 }
 
 fn rewatch(watcher: &mut notify::RecommendedWatcher, watched: &mut BTreeSet<PathBuf>, wanted: BTreeSet<PathBuf>) {
@@ -143,8 +193,10 @@ fn rewatch(watcher: &mut notify::RecommendedWatcher, watched: &mut BTreeSet<Path
 impl BackgroundService for Reloader {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+        let current = Arc::new(RwLock::new(self.initial.clone()));
+        let filter = current.clone();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-            Ok(ev) if is_change(&ev.kind) => {
+            Ok(ev) if is_change(&ev, &filter) => {
                 let _ = tx.send(());
             }
             Ok(_) => {}
@@ -159,7 +211,7 @@ impl BackgroundService for Reloader {
         };
         let mut watched = BTreeSet::new();
         if let Some(w) = watcher.as_mut() {
-            rewatch(w, &mut watched, self.initial_dirs.clone());
+            rewatch(w, &mut watched, self.initial.dirs.clone());
         }
         let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(s) => Some(s),
@@ -169,7 +221,7 @@ impl BackgroundService for Reloader {
             }
         };
         loop {
-            let dirs = tokio::select! {
+            let next = tokio::select! {
                 _ = shutdown.changed() => return,
                 Some(()) = rx.recv() => {
                     let first = Instant::now();
@@ -186,8 +238,13 @@ impl BackgroundService for Reloader {
                     self.reload_blocking(true).await
                 }
             };
-            if let (Some(w), Some(dirs)) = (watcher.as_mut(), dirs) {
-                rewatch(w, &mut watched, dirs);
+            if let Some(next) = next {
+                if let Some(w) = watcher.as_mut() {
+                    rewatch(w, &mut watched, next.dirs.clone());
+                }
+                if let Ok(mut set) = current.write() {
+                    *set = next;
+                }
             }
         }
     }
