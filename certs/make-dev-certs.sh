@@ -80,7 +80,7 @@ CN = *.example.com
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyAgreement
 extendedKeyUsage = serverAuth
-subjectAltName = DNS:*.example.com, DNS:example.com, DNS:localhost, IP:127.0.0.1
+subjectAltName = DNS:*.example.com, DNS:example.com, DNS:*.preview.example.com, DNS:localhost, IP:127.0.0.1
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid, issuer
 CNF

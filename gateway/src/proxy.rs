@@ -300,3 +300,110 @@ fn misdirected(session: &Session, snapshot: &Snapshot, host: &str) -> bool {
         None => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Hooks driven without sockets: a request written into an in-memory stream, parsed by a
+    //! real Pingora `Session`, passed through the hooks; responses read back from the stream.
+    use super::*;
+    use crate::state::test_support;
+    use pingora::upstreams::peer::Peer;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn session_for(request: &str) -> (Session, tokio::io::DuplexStream) {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let mut client = client;
+        client.write_all(request.as_bytes()).await.unwrap();
+        let mut session = Session::new_h1(Box::new(server));
+        assert!(session.read_request().await.unwrap());
+        (session, client)
+    }
+
+    async fn response_head(client: &mut tokio::io::DuplexStream) -> String {
+        let mut buf = vec![0u8; 4096];
+        let n = client.read(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    fn gateway() -> (Gateway, tempfile::TempDir) {
+        let (state, dir) = test_support::state(&[
+            ("app1", "host: app1.example.com\nupstreams: [\"127.0.0.1:9001\"]\n"),
+            (
+                "wild",
+                "host: \"*.preview.example.com\"\nupstreams: [\"127.0.0.1:9002\"]\n",
+            ),
+        ]);
+        (Gateway::new(state), dir)
+    }
+
+    #[tokio::test]
+    async fn request_filter_routes_known_hosts() {
+        let (gw, _dir) = gateway();
+        let (mut session, _client) = session_for("GET /x HTTP/1.1\r\nHost: App1.example.com:8443\r\n\r\n").await;
+        let mut ctx = gw.new_ctx();
+        assert!(
+            !gw.request_filter(&mut session, &mut ctx).await.unwrap(),
+            "not answered: proxied"
+        );
+        assert_eq!(ctx.app_name(), "app1");
+        assert_eq!(ctx.forwarded_host.as_deref(), Some("App1.example.com:8443"));
+        let peer = gw.upstream_peer(&mut session, &mut ctx).await.unwrap();
+        assert_eq!(peer.address().to_string(), "127.0.0.1:9001");
+        assert_eq!(ctx.tried, ["127.0.0.1:9001".parse::<SocketAddr>().unwrap()]);
+        // The only backend was tried: a retry finds none and answers 502.
+        let err = gw.upstream_peer(&mut session, &mut ctx).await.unwrap_err();
+        assert_eq!(error_status(&err), 502);
+    }
+
+    #[tokio::test]
+    async fn request_filter_answers_unknown_and_malformed_hosts() {
+        let (gw, _dir) = gateway();
+        for (request, status) in [
+            ("GET / HTTP/1.1\r\nHost: nobody.example.com\r\n\r\n", "404"),
+            ("GET / HTTP/1.1\r\nHost: bad host\r\n\r\n", "400"),
+            ("GET / HTTP/1.0\r\n\r\n", "400"),
+            ("GET /%G0 HTTP/1.1\r\nHost: app1.example.com\r\n\r\n", "400"),
+        ] {
+            let (mut session, mut client) = session_for(request).await;
+            let mut ctx = gw.new_ctx();
+            assert!(
+                gw.request_filter(&mut session, &mut ctx).await.unwrap(),
+                "{request:?} is answered"
+            );
+            let head = response_head(&mut client).await;
+            assert!(head.starts_with(&format!("HTTP/1.1 {status}")), "{request:?}: {head}");
+            assert!(ctx.app.is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn upstream_request_filter_sets_forwarding_headers() {
+        let (gw, _dir) = gateway();
+        let (mut session, _client) =
+            session_for("GET / HTTP/1.1\r\nHost: a.preview.example.com\r\nX-Forwarded-Proto: http\r\nForwarded: for=1.2.3.4\r\n\r\n")
+                .await;
+        let mut ctx = gw.new_ctx();
+        assert!(!gw.request_filter(&mut session, &mut ctx).await.unwrap());
+        assert_eq!(ctx.app_name(), "wild");
+        let mut upstream = session.req_header().clone();
+        gw.upstream_request_filter(&mut session, &mut upstream, &mut ctx)
+            .await
+            .unwrap();
+        assert_eq!(upstream.headers["x-forwarded-proto"], "https");
+        assert_eq!(upstream.headers["x-forwarded-host"], "a.preview.example.com");
+        assert!(upstream.headers.get("forwarded").is_none());
+        // An in-memory stream has no client address: nothing client-supplied survives.
+        assert!(upstream.headers.get("x-forwarded-for").is_none());
+    }
+
+    #[test]
+    fn errors_map_to_502_504_and_400() {
+        let up = |t| Error::new(t).into_up();
+        assert_eq!(error_status(&up(ErrorType::ReadTimedout)), 504);
+        assert_eq!(error_status(&up(ErrorType::ConnectTimedout)), 504);
+        assert_eq!(error_status(&up(ErrorType::ConnectRefused)), 502);
+        assert_eq!(error_status(&Error::new(ErrorType::HTTPStatus(431))), 431);
+        assert_eq!(error_status(&Error::new(ErrorType::InvalidHTTPHeader).into_down()), 400);
+        assert_eq!(error_status(&Error::new(ErrorType::ConnectionClosed).into_down()), 0);
+    }
+}

@@ -289,3 +289,58 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! A real [`State`] built from files in a temporary directory, for socket-free tests.
+    use super::*;
+
+    /// State serving `apps` (file stem, YAML), with a self-signed `*.example.com` certificate.
+    pub fn state(apps: &[(&str, &str)]) -> (Arc<State>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let (crt, key) = crate::tls::test_certs::self_signed(&["*.example.com"]);
+        std::fs::write(dir.path().join("c.crt"), crt).unwrap();
+        std::fs::write(dir.path().join("c.key"), key).unwrap();
+        std::fs::create_dir(dir.path().join("apps.d")).unwrap();
+        for (name, yaml) in apps {
+            std::fs::write(dir.path().join(format!("apps.d/{name}.yaml")), yaml).unwrap();
+        }
+        let main = dir.path().join("gateway.yaml");
+        std::fs::write(
+            &main,
+            "listen: { https: \"127.0.0.1:8443\" }\ntls: { certificates: [ { cert_file: c.crt, key_file: c.key } ] }\n",
+        )
+        .unwrap();
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let snapshot = Snapshot::build(crate::config::load(&main).unwrap(), None, &metrics).unwrap();
+        (Arc::new(State::new(snapshot, metrics, main)), dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_pool_specs_share_one_pool_across_apps_and_reloads() {
+        let yaml = |host: &str| format!("host: {host}\nupstreams: [\"127.0.0.1:9001\"]\n");
+        let (state, dir) = test_support::state(&[("a", &yaml("a.example.com")), ("b", &yaml("b.example.com"))]);
+        let first = state.snapshot();
+        assert_eq!(first.pools.len(), 1, "a and b have the same backends");
+        std::fs::write(
+            dir.path().join("apps.d/c.yaml"),
+            "host: c.example.com\nupstreams: [\"127.0.0.1:9002\"]\n",
+        )
+        .unwrap();
+        let config = crate::config::load(&state.config_path).unwrap();
+        let next = Snapshot::build(config, Some(&first), &state.metrics).unwrap();
+        assert_eq!(next.generation, first.generation + 1);
+        assert_eq!(next.pools.len(), 2);
+        let a_before = &first.routes.lookup("a.example.com").unwrap().pool;
+        let a_after = &next.routes.lookup("a.example.com").unwrap().pool;
+        assert!(
+            Arc::ptr_eq(a_before, a_after),
+            "an unchanged pool is reused with its health state"
+        );
+    }
+}

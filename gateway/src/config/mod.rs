@@ -219,13 +219,25 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Re
         let field = e.path().to_string();
         let field = if field == "." { String::new() } else { field };
         let message = e.into_inner().to_string();
-        // serde_yaml already prefixes the message with the path; keep it once.
-        let message = message
-            .strip_prefix(&format!("{field}: "))
-            .map(str::to_owned)
-            .unwrap_or(message);
+        let message = strip_path_prefix(&field, &message).to_owned();
         ConfigError::new(path, field, message)
     })
+}
+
+/// serde_yaml prefixes its messages with the path of the enclosing value (`health_check: …`);
+/// the field is reported separately, so drop that prefix.
+fn strip_path_prefix<'a>(field: &str, message: &'a str) -> &'a str {
+    if let Some((prefix, rest)) = message.split_once(": ") {
+        let encloses = |sep: char| {
+            field
+                .strip_prefix(prefix)
+                .is_some_and(|r| r.is_empty() || r.starts_with(sep))
+        };
+        if !prefix.is_empty() && (encloses('.') || encloses('[')) {
+            return rest;
+        }
+    }
+    message
 }
 
 #[cfg(test)]

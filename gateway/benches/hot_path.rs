@@ -1,0 +1,84 @@
+//! Micro-benchmarks of the per-request hot path: host normalisation and lookup among
+//! 10,000 apps, and the request checks that run before routing.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use authgate::config::schema::Listen;
+use authgate::request::inspect;
+use authgate::routing::{normalize_host, HostPattern, RouteTable};
+use authgate::state::Settings;
+use criterion::{criterion_group, criterion_main, Criterion};
+use pingora::http::RequestHeader;
+
+fn table(apps: usize) -> RouteTable<usize> {
+    let mut t = RouteTable::default();
+    for i in 0..apps {
+        // One app in ten is a wildcard, as preview environments are.
+        let host = if i % 10 == 0 {
+            format!("*.pr{i}.preview.example.com")
+        } else {
+            format!("app{i}.example.com")
+        };
+        t.insert(HostPattern::parse(&host).unwrap(), Arc::new(i));
+    }
+    t
+}
+
+fn host_lookup(c: &mut Criterion) {
+    let t = table(10_000);
+    let mut g = c.benchmark_group("host_lookup_10k_apps");
+    g.bench_function("exact", |b| b.iter(|| t.lookup(black_box("app4321.example.com"))));
+    g.bench_function("wildcard", |b| {
+        b.iter(|| t.lookup(black_box("feature-x.pr4320.preview.example.com")))
+    });
+    g.bench_function("miss", |b| b.iter(|| t.lookup(black_box("nobody.example.org"))));
+    g.bench_function("normalize_and_lookup", |b| {
+        b.iter(|| {
+            let host = normalize_host(black_box("App4321.Example.com:443")).unwrap();
+            t.lookup(&host).map(|app| **app)
+        })
+    });
+    g.finish();
+}
+
+fn request_checks(c: &mut Criterion) {
+    let settings = Settings {
+        listen: Listen {
+            https: "127.0.0.1:8443".into(),
+            http: None,
+            admin: None,
+        },
+        redirect_https_port: 8443,
+        max_header_bytes: 32 * 1024,
+        max_uri_bytes: 8 * 1024,
+        keepalive_timeout: std::time::Duration::from_secs(60),
+    };
+    let mut req = RequestHeader::build("GET", b"/api/v1/items?page=2&sort=name%20asc", None).unwrap();
+    for (k, v) in [
+        ("host", "app1.example.com"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36",
+        ),
+        (
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        ),
+        ("accept-language", "en-US,en;q=0.9"),
+        ("accept-encoding", "gzip, deflate, br"),
+        (
+            "cookie",
+            "_authgate=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ),
+    ] {
+        req.append_header(k, v).unwrap();
+    }
+    c.bench_function("request_inspect_typical_browser_request", |b| {
+        b.iter(|| inspect(black_box(&req), &settings).is_ok())
+    });
+}
+
+criterion_group!(benches, host_lookup, request_checks);
+criterion_main!(benches);
