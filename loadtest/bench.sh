@@ -23,6 +23,8 @@
 #   Also reported: req/s, p50/p99 latency (wrk --latency), peak RSS (VmHWM, summed over the
 #   proxy's processes), and how many connections the upstream accepted per run (nginx
 #   stub_status): a handful means upstream keep-alive works, thousands means it does not.
+#   "Foreign CPU" = the machine's busy time (/proc/stat) minus that of the proxy, the upstream and
+#   wrk, during the window: it flags runs disturbed by something else on a shared machine.
 #   The run fails if wrk reports any non-2xx/3xx response or more than MAX_SOCKET_ERRORS
 #   socket errors in a run.
 #
@@ -39,6 +41,8 @@
 #   PROXY_THREADS=2       worker threads of authgate and bare-pingora, worker processes of nginx-tls
 #   CASES="gateway-plain bare-pingora nginx-tls"   which proxies to measure, in this order
 #   MAX_SOCKET_ERRORS=10  fail when one run has more socket errors than this
+#   FOREIGN_WARN=10       warn when other processes used more than this % of the machine's CPU
+#                         during a run (the report has a "foreign CPU %" column per run)
 #   SKIP_BUILD=1          use the binaries already in target/release
 #   PORT_BASE=18000       ports used: +80 upstream, +443 gateway, +444 bare-pingora,
 #                         +445 nginx-tls, +90 gateway admin
@@ -55,6 +59,7 @@ THREADS="${THREADS:-2}"
 PROXY_THREADS="${PROXY_THREADS:-2}"
 CASES="${CASES:-gateway-plain bare-pingora nginx-tls}"
 MAX_SOCKET_ERRORS="${MAX_SOCKET_ERRORS:-10}"
+FOREIGN_WARN="${FOREIGN_WARN:-10}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
 PORT_BASE="${PORT_BASE:-18000}"
 RESULTS="${RESULTS:-$ROOT/loadtest/results/latest.md}"
@@ -307,6 +312,25 @@ peak_rss_kb() {
   echo "$total"
 }
 
+# machine_busy_ticks: non-idle CPU time of the whole machine (user+nice+system+irq+softirq; no steal),
+# in clock ticks. This kernel accounts softirq time to the interrupted process as well, so this
+# is comparable with the per-process sums above.
+machine_busy_ticks() {
+  awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat
+}
+
+# children_ticks FILE: user+sys CPU of this shell's finished children (that is, of every wrk run
+# so far), in clock ticks, saved to FILE. `times` is a builtin and reports the children of the
+# shell it runs in, so call this directly, never inside $(...).
+children_ticks() {
+  times >"$WORK/times"
+  awk -v hz="$CLK_TCK" 'NR == 2 {
+    t = 0
+    for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60 + p[2] }
+    printf "%d\n", t * hz
+  }' "$WORK/times" >"$1"
+}
+
 # upstream_accepts: connections the upstream nginx has accepted so far.
 upstream_accepts() {
   curl -sf --max-time 2 "http://127.0.0.1:$UPSTREAM_PORT/nginx_status" | awk 'NR == 3 { print $1 }'
@@ -337,18 +361,28 @@ run_wrk() {
     "https://127.0.0.1:$(port_of "$1")/" >"$3" 2>&1
 }
 
-ROWS="$WORK/rows.tsv"   # case round cpu_us_per_req req_s p50_ms p99_ms rss_mb upstream_conns non2xx sockerr
+ROWS="$WORK/rows.tsv"   # case round cpu_us_per_req req_s p50_ms p99_ms rss_mb upstream_conns non2xx sockerr foreign_pct
 : >"$ROWS"
 
 # measure CASE ROUND: one measured wrk run; appends a row to $ROWS.
 measure() {
   local c="$1" round="$2" out="$WORK/wrk-$1-$2.txt"
-  local acc0 acc1 t0 t1
+  local acc0 acc1 t0 t1 u0 u1 m0 m1 w0 w1 ns0 ns1
   acc0="$(upstream_accepts)"
+  u0="$(cpu_ticks upstream)"
+  m0="$(machine_busy_ticks)"
+  ns0="$(date +%s%N)"
+  children_ticks "$WORK/wrk0"
   t0="$(cpu_ticks "$c")"
   run_wrk "$c" "$DURATION" "$out" || { cat "$out" >&2; die "wrk failed against $c"; }
   t1="$(cpu_ticks "$c")"
+  children_ticks "$WORK/wrk1"
+  ns1="$(date +%s%N)"
+  m1="$(machine_busy_ticks)"
+  u1="$(cpu_ticks upstream)"
   acc1="$(upstream_accepts)"
+  w0="$(<"$WORK/wrk0")"
+  w1="$(<"$WORK/wrk1")"
   kill -0 "${PID[$c]}" 2>/dev/null || die "$c died during the run"
 
   local requests rps p50 p99 non2xx sockerr
@@ -370,13 +404,20 @@ measure() {
     die "$c round $round: wrk saw $sockerr socket errors (MAX_SOCKET_ERRORS=$MAX_SOCKET_ERRORS)"
   fi
 
-  local cpu_us rss_mb
+  local cpu_us rss_mb foreign
   cpu_us="$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.1f", d / hz * 1e6 / n }')"
   rss_mb="$(awk -v kb="$(peak_rss_kb "$c")" 'BEGIN { printf "%.0f", kb / 1024 }')"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$round" "$cpu_us" "$rps" "$p50" "$p99" "$rss_mb" \
-    "$((acc1 - acc0))" "$non2xx" "$sockerr" >>"$ROWS"
-  log "$(printf '%-14s round %s: %6s µs/req  %9s req/s  p50 %s ms  p99 %s ms  upstream conns +%s  socket errors %s' \
-    "$c" "$round" "$cpu_us" "$rps" "$p50" "$p99" "$((acc1 - acc0))" "$sockerr")"
+  # CPU used on the machine during the window by anything other than this proxy, the upstream
+  # and wrk, as a % of all CPUs: a few % is noise; more means a neighbour disturbed the run.
+  foreign="$(awk -v busy=$((m1 - m0)) -v ours=$(((t1 - t0) + (u1 - u0) + (w1 - w0))) -v hz="$CLK_TCK" \
+    -v ns=$((ns1 - ns0)) -v cpus="$(nproc)" 'BEGIN { f = (busy - ours) / hz / (ns / 1e9) / cpus * 100; printf "%.0f", (f < 0 ? 0 : f) }')"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$round" "$cpu_us" "$rps" "$p50" "$p99" "$rss_mb" \
+    "$((acc1 - acc0))" "$non2xx" "$sockerr" "$foreign" >>"$ROWS"
+  log "$(printf '%-14s round %s: %6s µs/req  %9s req/s  p50 %s ms  p99 %s ms  upstream conns +%s  socket errors %s  foreign CPU %s%%' \
+    "$c" "$round" "$cpu_us" "$rps" "$p50" "$p99" "$((acc1 - acc0))" "$sockerr" "$foreign")"
+  if [[ "$foreign" -gt "$FOREIGN_WARN" ]]; then
+    log "WARNING: $foreign% of the machine's CPU went to other processes during this run: its numbers are suspect"
+  fi
 }
 
 # --- the runs ---------------------------------------------------------------------
@@ -438,12 +479,18 @@ report() {
   if [[ " $CASES " == *" bare-pingora "* && " $CASES " == *" nginx-tls "* ]]; then
     echo "CPU per request, bare-pingora / nginx-tls: $(ratio bare-pingora nginx-tls)×"
   fi
+  awk -F'\t' -v w="$FOREIGN_WARN" '{ if ($11 > m) m = $11; if ($11 > w) n++ } END {
+    printf "\nOther processes used at most %d%% of the machine'"'"'s CPU during a run", m
+    if (n) printf " (**%d runs above %d%%: treat them with suspicion**)", n, w
+    print "."
+  }' "$ROWS"
   echo
   echo "<details><summary>every run</summary>"
   echo
-  echo "| case | round | CPU µs/req | req/s | p50 ms | p99 ms | non-2xx | socket errors |"
-  echo "|---|--:|--:|--:|--:|--:|--:|--:|"
-  sort -t$'\t' -k1,1 -k2,2n "$ROWS" | awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $9, $10 }'
+  echo "| case | round | CPU µs/req | req/s | p50 ms | p99 ms | upstream conns | non-2xx | socket errors | foreign CPU % |"
+  echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+  sort -t$'\t' -k1,1 -k2,2n "$ROWS" |
+    awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $8, $9, $10, $11 }'
   echo
   echo "</details>"
 }

@@ -12,6 +12,8 @@
 //! | [`routing`] | host normalisation and the host table |
 //! | [`upstream`] | pools, load balancing, health checks |
 //! | [`request`] | checks every request passes before routing |
+//! | [`auth`] | providers, policy, login flow, `/oauth2/*`, identity headers |
+//! | [`session`] | sessions, sealed ticket cookies, the session store |
 //! | [`proxy`] | the Pingora `ProxyHttp` glue |
 //! | [`pages`] | error pages the gateway writes itself |
 //! | [`admin`] | admin endpoints and the HTTP→HTTPS redirect |
@@ -22,6 +24,7 @@
 #![warn(clippy::all)]
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod echo;
 pub mod logging;
@@ -31,6 +34,7 @@ pub mod proxy;
 pub mod request;
 pub mod routing;
 pub mod server;
+pub mod session;
 pub mod state;
 pub mod tls;
 pub mod upstream;

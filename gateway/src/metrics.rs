@@ -36,6 +36,13 @@ pub struct Metrics {
     pub tls_certificate_expiry: IntGaugeVec,
     /// `authgate_rejected_requests_total{reason}`: requests refused before routing (400/404/414/421/431).
     pub rejected_requests: IntCounterVec,
+    /// `authgate_auth_decisions_total{app,outcome}`: allowed, bearer, skipped, redirect,
+    /// unauthorized, forbidden, store_unavailable, idp_unavailable.
+    pub auth_decisions: IntCounterVec,
+    /// `authgate_logins_total{provider,result}`: completed and failed logins.
+    pub logins: IntCounterVec,
+    /// `authgate_session_refreshes_total{provider,result}`: refreshed, refused, unavailable.
+    pub session_refreshes: IntCounterVec,
 }
 
 impl Metrics {
@@ -114,6 +121,27 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        let auth_decisions = IntCounterVec::new(
+            Opts::new(
+                "authgate_auth_decisions_total",
+                "Authentication decisions by app and outcome",
+            ),
+            &["app", "outcome"],
+        )?;
+        let logins = IntCounterVec::new(
+            Opts::new("authgate_logins_total", "Logins by provider and result"),
+            &["provider", "result"],
+        )?;
+        let session_refreshes = IntCounterVec::new(
+            Opts::new(
+                "authgate_session_refreshes_total",
+                "Session token refreshes by provider and result",
+            ),
+            &["provider", "result"],
+        )?;
+        registry.register(Box::new(auth_decisions.clone()))?;
+        registry.register(Box::new(logins.clone()))?;
+        registry.register(Box::new(session_refreshes.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(upstream_latency.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
@@ -140,6 +168,9 @@ impl Metrics {
             tls_certificate_selections,
             tls_certificate_expiry,
             rejected_requests,
+            auth_decisions,
+            logins,
+            session_refreshes,
         })
     }
 

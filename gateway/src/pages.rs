@@ -67,6 +67,36 @@ impl Page {
         code: "gateway_timeout",
         message: "The application did not answer in time. Try again shortly.",
     };
+    /// 401: sign-in required (API clients).
+    pub const UNAUTHORIZED: Page = Page {
+        status: 401,
+        code: "unauthorized",
+        message: "Sign-in required: send a valid session cookie or bearer token.",
+    };
+    /// 403: signed in, but the app's policy refuses this user.
+    pub const FORBIDDEN: Page = Page {
+        status: 403,
+        code: "forbidden",
+        message: "You are signed in, but this application does not allow your account. Ask its owners for access, or sign out and use another account.",
+    };
+    /// 400: the login could not be completed (missing or stale login state, refused code).
+    pub const LOGIN_FAILED: Page = Page {
+        status: 400,
+        code: "login_failed",
+        message: "The sign-in could not be completed (it expired, was already used, or was refused). Go back to the application and sign in again.",
+    };
+    /// 503: the session store cannot be reached.
+    pub const STORE_UNAVAILABLE: Page = Page {
+        status: 503,
+        code: "session_store_unavailable",
+        message: "Sign-in is temporarily unavailable. Try again in a moment.",
+    };
+    /// 503: the identity provider cannot be reached.
+    pub const IDP_UNAVAILABLE: Page = Page {
+        status: 503,
+        code: "identity_provider_unavailable",
+        message: "The identity provider cannot be reached. Try again in a moment.",
+    };
     /// 500: a bug in the gateway.
     pub const INTERNAL: Page = Page {
         status: 500,
@@ -78,6 +108,9 @@ impl Page {
     pub fn for_status(status: u16) -> Page {
         match status {
             400 => Self::BAD_REQUEST,
+            401 => Self::UNAUTHORIZED,
+            403 => Self::FORBIDDEN,
+            503 => Self::IDP_UNAVAILABLE,
             404 => Self::UNKNOWN_HOST,
             414 => Self::URI_TOO_LONG,
             421 => Self::MISDIRECTED,
@@ -123,23 +156,88 @@ pub fn wants_json(session: &Session) -> bool {
     accept_json || xhr
 }
 
+/// A complete response the gateway writes itself.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: Bytes,
+    headers: Vec<(&'static str, String)>,
+    close: bool,
+}
+
+impl Reply {
+    /// A response with a body.
+    pub fn new(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
+        Reply {
+            status,
+            content_type,
+            body: body.into(),
+            headers: Vec::new(),
+            close: false,
+        }
+    }
+
+    /// An error page, JSON when `json`.
+    pub fn page(page: Page, json: bool) -> Reply {
+        let (body, content_type) = page.render(json);
+        Reply::new(page.status, content_type, body)
+    }
+
+    /// A 302 to `location`.
+    pub fn redirect(location: impl Into<String>) -> Reply {
+        Reply::new(302, "text/plain", "").header("location", location)
+    }
+
+    /// JSON with `status`.
+    pub fn json(status: u16, value: &serde_json::Value) -> Reply {
+        Reply::new(status, "application/json", value.to_string())
+    }
+
+    /// Adds a header (repeatable, e.g. several `set-cookie`).
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Closes the connection after the response.
+    pub fn close(mut self) -> Reply {
+        self.close = true;
+        self
+    }
+
+    /// The status.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// Writes the response.
+    pub async fn send(self, session: &mut Session) -> Result<()> {
+        let mut resp = ResponseHeader::build(self.status, Some(4 + self.headers.len()))?;
+        resp.insert_header(http::header::CONTENT_TYPE, self.content_type)?;
+        resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        resp.insert_header(http::header::CONTENT_LENGTH, self.body.len())?;
+        for (name, value) in self.headers {
+            resp.append_header(name, value)?;
+        }
+        if self.close {
+            session.set_keepalive(None);
+            resp.insert_header(http::header::CONNECTION, "close")?;
+        }
+        let head_only = session.req_header().method == http::Method::HEAD || self.body.is_empty();
+        session.write_response_header(Box::new(resp), head_only).await?;
+        if !head_only {
+            session.write_response_body(Some(self.body), true).await?;
+        }
+        Ok(())
+    }
+}
+
 /// Writes `page` as a complete response. `close` ends the connection after it.
 pub async fn send_page(session: &mut Session, page: Page, close: bool) -> Result<()> {
-    let (body, content_type) = page.render(wants_json(session));
-    let mut resp = ResponseHeader::build(page.status, Some(4))?;
-    resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
-    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-    if close {
-        session.set_keepalive(None);
-        resp.insert_header(http::header::CONNECTION, "close")?;
-    }
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session.write_response_header(Box::new(resp), head_only).await?;
-    if !head_only {
-        session.write_response_body(Some(body), true).await?;
-    }
-    Ok(())
+    let reply = Reply::page(page, wants_json(session));
+    let reply = if close { reply.close() } else { reply };
+    reply.send(session).await
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
+use crate::auth::flow::{self, Decision, Granted};
+use crate::auth::{endpoints, headers, path::normalize_path};
 use crate::pages::{send_page, Page};
 use crate::request::{inspect, Rejection};
 use crate::state::{App, Snapshot, State};
@@ -37,6 +39,7 @@ pub struct RequestCtx {
     forwarded_host: Option<String>,
     tried: Vec<SocketAddr>,
     upstream_started: Option<Instant>,
+    granted: Option<Granted>,
 }
 
 impl RequestCtx {
@@ -50,6 +53,58 @@ fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
 }
 
 impl Gateway {
+    /// Runs the app's auth policy; `Ok(true)` when a response was written.
+    async fn authenticate(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        app: &App,
+        auth: &crate::auth::AppAuth,
+        settings: &crate::auth::AuthSettings,
+    ) -> Result<bool> {
+        let Ok(path) = normalize_path(session.req_header().uri.path()) else {
+            return self.reject(session, Rejection::BadTarget).await;
+        };
+        let method = session.req_header().method.clone();
+        let origin = format!(
+            "https://{}",
+            ctx.forwarded_host.as_deref().unwrap_or_default().to_ascii_lowercase()
+        );
+        let host = ctx.host.as_deref().unwrap_or_default();
+        let req = flow::Request {
+            state: &self.state,
+            settings,
+            auth,
+            app: &app.name,
+            origin: &origin,
+            host,
+        };
+        if path.starts_with("/oauth2/") {
+            if let Some(reply) = endpoints::handle(session, &req, &path).await {
+                reply.send(session).await?;
+                return Ok(true);
+            }
+        }
+        if auth.skip.matches(&method, &path) {
+            self.state
+                .metrics
+                .auth_decisions
+                .with_label_values(&[app.name.as_str(), "skipped"])
+                .inc();
+            return Ok(false);
+        }
+        match flow::decide(session, &req, &method, &path, false).await? {
+            Decision::Pass(granted) => {
+                ctx.granted = granted;
+                Ok(false)
+            }
+            Decision::Answer(reply) => {
+                reply.send(session).await?;
+                Ok(true)
+            }
+        }
+    }
+
     async fn reject(&self, session: &mut Session, rejection: Rejection) -> Result<bool> {
         self.state
             .metrics
@@ -75,6 +130,7 @@ impl ProxyHttp for Gateway {
             forwarded_host: None,
             tried: Vec::new(),
             upstream_started: None,
+            granted: None,
         }
     }
 
@@ -106,11 +162,14 @@ impl ProxyHttp for Gateway {
             send_page(session, Page::MISDIRECTED, true).await?;
             return Ok(true);
         }
-        ctx.app = Some(app);
+        ctx.app = Some(app.clone());
         ctx.host = Some(host);
         ctx.forwarded_host = Some(raw_host);
-        ctx.snapshot = Some(snapshot);
-        Ok(false)
+        ctx.snapshot = Some(snapshot.clone());
+        match (&app.auth, &snapshot.auth) {
+            (Some(auth), Some(settings)) => self.authenticate(session, ctx, &app, auth, settings).await,
+            _ => Ok(false),
+        }
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
@@ -188,6 +247,22 @@ impl ProxyHttp for Gateway {
             }
         }
         upstream.remove_header("forwarded");
+        let cookie_prefix = ctx
+            .snapshot
+            .as_ref()
+            .and_then(|s| s.auth.as_ref())
+            .map(|a| a.cookie.name.as_str());
+        let app_auth = ctx.app.as_ref().and_then(|a| a.auth.as_ref());
+        let own_authorization = app_auth.is_some_and(|a| a.set_authorization_header);
+        headers::strip(upstream, cookie_prefix, own_authorization);
+        if let (Some(granted), Some(auth)) = (&ctx.granted, app_auth) {
+            let injection = headers::Injection {
+                identity: &granted.identity,
+                access_token: granted.access_token.as_deref().filter(|_| auth.pass_access_token),
+                id_token: granted.id_token.as_deref().filter(|_| auth.set_authorization_header),
+            };
+            headers::inject(upstream, &injection);
+        }
         Ok(())
     }
 

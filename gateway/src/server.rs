@@ -56,7 +56,8 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
     let snapshot = Snapshot::build(config, None, &metrics)?;
     let listen = snapshot.settings.listen.clone();
     let apps = snapshot.routes.len();
-    let state = Arc::new(State::new(snapshot, metrics, config_path.to_path_buf()));
+    let sessions = Arc::new(crate::session::MemoryStore::new());
+    let state = Arc::new(State::new(snapshot, metrics, config_path.to_path_buf(), sessions));
 
     let threads = server_section
         .threads

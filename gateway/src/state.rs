@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::auth::{AppAuth, AuthSettings};
 use crate::config::schema::{Listen, TimeoutsSpec};
 use crate::config::{base_dir, Config, ConfigError, ConfigErrors};
 use crate::metrics::Metrics;
 use crate::routing::{HostPattern, RouteTable};
+use crate::session::Store;
 use crate::tls::CertStore;
 use crate::upstream::{Pool, PoolSpec};
 
@@ -29,6 +31,8 @@ pub struct App {
     pub pool: Arc<Pool>,
     /// Upstream timeouts.
     pub timeouts: TimeoutsSpec,
+    /// Authentication policy; `None` for a public app.
+    pub auth: Option<AppAuth>,
 }
 
 /// Gateway-wide settings that requests need.
@@ -59,6 +63,8 @@ pub struct Snapshot {
     pub pools: Vec<Arc<Pool>>,
     /// Gateway-wide settings.
     pub settings: Settings,
+    /// Cookie and providers, when the main file has a `cookie` section.
+    pub auth: Option<Arc<AuthSettings>>,
     /// Digest of every file the configuration was built from.
     pub fingerprint: u64,
 }
@@ -82,6 +88,7 @@ impl Snapshot {
         let mut errors = errors;
         let settings = settings(&main_path, &gateway, &mut errors);
         let certs = CertStore::load(&gateway.tls.certificates, &main_path, &mut fingerprint, &mut errors);
+        let auth_settings = build_auth(&main_path, &gateway, previous, &mut fingerprint, &mut errors);
 
         let mut reusable: HashMap<&PoolSpec, &Arc<Pool>> = HashMap::new();
         if let Some(prev) = previous {
@@ -153,12 +160,27 @@ impl Snapshot {
                     }
                 }
             };
+            let auth = match &spec.auth {
+                None => None,
+                // The cookie section itself is broken and already reported.
+                Some(_) if auth_settings.is_none() && gateway.cookie.is_some() => continue,
+                Some(a) => match AppAuth::build(a, &host, auth_settings.as_deref()) {
+                    Ok(auth) => Some(auth),
+                    Err(list) => {
+                        for (field, message) in list {
+                            errors.push(ConfigError::new(&file, field, message));
+                        }
+                        continue;
+                    }
+                },
+            };
             let app = App {
                 name: entry.name,
                 host: host.clone(),
                 file,
                 pool,
                 timeouts: spec.timeouts,
+                auth,
             };
             routes.insert(host, Arc::new(app));
         }
@@ -169,8 +191,58 @@ impl Snapshot {
             certs,
             pools: pools.into_values().collect(),
             settings,
+            auth: auth_settings,
             fingerprint: fingerprint.value(),
         })
+    }
+}
+
+fn build_auth(
+    main_path: &Path,
+    gateway: &crate::config::schema::GatewayFile,
+    previous: Option<&Snapshot>,
+    fingerprint: &mut crate::config::Fingerprint,
+    errors: &mut ConfigErrors,
+) -> Option<Arc<AuthSettings>> {
+    let Some(cookie) = &gateway.cookie else {
+        if !gateway.providers.is_empty() {
+            errors.push(ConfigError::new(
+                main_path,
+                "cookie",
+                "providers need a cookie section: cookie: { secrets_env: AUTHGATE_COOKIE_SECRETS }",
+            ));
+        }
+        return None;
+    };
+    // Secrets come from the environment: mix them in so a changed secret is a change.
+    let mut vars: Vec<&str> = vec![cookie.secrets_env.as_str()];
+    for spec in gateway.providers.values() {
+        vars.push(match spec {
+            crate::config::schema::ProviderSpec::Oidc(o)
+            | crate::config::schema::ProviderSpec::Google(o)
+            | crate::config::schema::ProviderSpec::Entra(o) => &o.client_secret_env,
+            crate::config::schema::ProviderSpec::Github(g) => &g.client_secret_env,
+        });
+    }
+    for var in vars {
+        fingerprint.add(Path::new(var), std::env::var(var).unwrap_or_default().as_bytes());
+    }
+    let base = base_dir(main_path);
+    let prev = previous.and_then(|p| p.auth.as_deref());
+    match AuthSettings::build(
+        cookie,
+        &gateway.providers,
+        gateway.templates_dir.as_deref(),
+        &base,
+        prev,
+    ) {
+        Ok(a) => Some(Arc::new(a)),
+        Err(list) => {
+            for (field, message) in list {
+                errors.push(ConfigError::new(main_path, field, message));
+            }
+            None
+        }
     }
 }
 
@@ -234,18 +306,38 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     /// The main configuration file.
     pub config_path: PathBuf,
+    /// Where sessions live (outlives snapshots: a reload signs nobody out).
+    pub sessions: Arc<dyn Store>,
+    refresh_locks: std::sync::Mutex<HashMap<[u8; 16], Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl State {
-    /// State serving `snapshot`.
-    pub fn new(snapshot: Snapshot, metrics: Arc<Metrics>, config_path: PathBuf) -> Self {
+    /// State serving `snapshot`, keeping sessions in `sessions`.
+    pub fn new(snapshot: Snapshot, metrics: Arc<Metrics>, config_path: PathBuf, sessions: Arc<dyn Store>) -> Self {
         let state = Self {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             config_path,
+            sessions,
+            refresh_locks: std::sync::Mutex::new(HashMap::new()),
         };
         state.publish_gauges(&state.snapshot());
         state
+    }
+
+    /// The lock that collapses concurrent refreshes of session `id` in this process.
+    pub fn refresh_lock(&self, id: &[u8; 16]) -> Arc<tokio::sync::Mutex<()>> {
+        match self.refresh_locks.lock() {
+            Ok(mut map) => map.entry(*id).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
+    }
+
+    /// Forgets the refresh lock of session `id` once its refresh is done.
+    pub fn release_refresh_lock(&self, id: &[u8; 16]) {
+        if let Ok(mut map) = self.refresh_locks.lock() {
+            map.remove(id);
+        }
     }
 
     /// The snapshot being served: load it once per request and keep it.
@@ -313,7 +405,8 @@ pub(crate) mod test_support {
         .unwrap();
         let metrics = Arc::new(Metrics::new().unwrap());
         let snapshot = Snapshot::build(crate::config::load(&main).unwrap(), None, &metrics).unwrap();
-        (Arc::new(State::new(snapshot, metrics, main)), dir)
+        let store = Arc::new(crate::session::MemoryStore::new());
+        (Arc::new(State::new(snapshot, metrics, main, store)), dir)
     }
 }
 

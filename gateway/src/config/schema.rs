@@ -50,6 +50,163 @@ pub struct GatewayFile {
     /// Process and request limits.
     #[serde(default)]
     pub server: ServerSection,
+    /// The session cookie; required when any app has an `auth` block.
+    #[serde(default)]
+    pub cookie: Option<CookieSection>,
+    /// Identity providers by name, referenced by apps' `auth.provider`.
+    #[serde(default)]
+    pub providers: std::collections::BTreeMap<String, ProviderSpec>,
+    /// Directory with a `sign_in.html` that replaces the built-in sign-in page.
+    #[serde(default)]
+    pub templates_dir: Option<PathBuf>,
+}
+
+/// `cookie:` section.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CookieSection {
+    /// Base name; the session cookie of provider `p` is `<name>_<p>`.
+    #[serde(default = "default_cookie_name")]
+    pub name: String,
+    /// Cookie domain such as `.example.com`: one sign-in serves every app under it that uses
+    /// the same provider. Apps outside it get host-only cookies.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// Environment variable holding comma-separated base64 32-byte keys: the first seals, all open.
+    pub secrets_env: String,
+    /// Absolute session lifetime.
+    #[serde(default = "default_cookie_expire")]
+    pub expire: HumanDuration,
+    /// Refresh tokens are used after this long (and whenever the access token has expired).
+    #[serde(default = "default_cookie_refresh")]
+    pub refresh: HumanDuration,
+}
+
+fn default_cookie_name() -> String {
+    "_authgate".to_owned()
+}
+fn default_cookie_expire() -> HumanDuration {
+    HumanDuration(Duration::from_secs(168 * 3600))
+}
+fn default_cookie_refresh() -> HumanDuration {
+    HumanDuration(Duration::from_secs(3600))
+}
+
+/// One identity provider.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Hash)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ProviderSpec {
+    /// A generic OpenID Connect provider (discovery, JWKS, ID token checks).
+    Oidc(OidcSpec),
+    /// Google: OIDC at `https://accounts.google.com`.
+    Google(OidcSpec),
+    /// Microsoft Entra ID: OIDC with a tenant issuer and a `groups` claim.
+    Entra(OidcSpec),
+    /// GitHub (or GitHub Enterprise): OAuth2 plus the user, emails, orgs and teams API.
+    Github(GithubSpec),
+}
+
+/// OIDC provider settings.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Hash)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSpec {
+    /// The issuer; discovery reads `<issuer_url>/.well-known/openid-configuration`. Optional for
+    /// `google`; for `entra` give `https://login.microsoftonline.com/<tenant>/v2.0`.
+    #[serde(default)]
+    pub issuer_url: Option<String>,
+    /// OAuth2 client id.
+    pub client_id: String,
+    /// Environment variable holding the client secret.
+    pub client_secret_env: String,
+    /// Scopes requested at login.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// PEM CA bundle for a provider behind a private CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Sign-out also ends the session at the provider (RP-initiated logout).
+    #[serde(default)]
+    pub end_session: bool,
+    /// Claim holding group names.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+}
+
+fn default_scopes() -> Vec<String> {
+    ["openid", "email", "profile"].iter().map(|s| (*s).to_owned()).collect()
+}
+fn default_groups_claim() -> String {
+    "groups".to_owned()
+}
+
+/// GitHub provider settings.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Hash)]
+#[serde(deny_unknown_fields)]
+pub struct GithubSpec {
+    /// OAuth app client id.
+    pub client_id: String,
+    /// Environment variable holding the client secret.
+    pub client_secret_env: String,
+    /// Base of the login URLs (`<login_url>/login/oauth/authorize`); GitHub Enterprise: your host.
+    #[serde(default = "default_github_login")]
+    pub login_url: String,
+    /// Base of the REST API (`<api_url>/user`); GitHub Enterprise: `https://<host>/api/v3`.
+    #[serde(default = "default_github_api")]
+    pub api_url: String,
+    /// Scopes requested at login.
+    #[serde(default = "default_github_scopes")]
+    pub scopes: Vec<String>,
+    /// PEM CA bundle for GitHub Enterprise behind a private CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_github_login() -> String {
+    "https://github.com".to_owned()
+}
+fn default_github_api() -> String {
+    "https://api.github.com".to_owned()
+}
+fn default_github_scopes() -> Vec<String> {
+    vec!["read:user".to_owned(), "user:email".to_owned(), "read:org".to_owned()]
+}
+
+/// An app's `auth:` block.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSpec {
+    /// Name of a provider in the main file.
+    pub provider: String,
+    /// Allowed email domains: `example.com`, `*.example.com`, or `*` for any verified email.
+    #[serde(default)]
+    pub email_domains: Vec<String>,
+    /// Allowed email addresses.
+    #[serde(default)]
+    pub allowed_emails: Vec<String>,
+    /// Allowed groups (any one suffices).
+    #[serde(default)]
+    pub allowed_groups: Vec<String>,
+    /// Allowed GitHub organisations (GitHub provider).
+    #[serde(default)]
+    pub github_org: Vec<String>,
+    /// Allowed GitHub teams as `org/team` (GitHub provider).
+    #[serde(default)]
+    pub github_team: Vec<String>,
+    /// Routes served without authentication: `"^/public/"`, `"GET=^/healthz$"`.
+    #[serde(default)]
+    pub skip_auth_routes: Vec<String>,
+    /// Routes answered with 401 JSON instead of a login redirect.
+    #[serde(default)]
+    pub api_routes: Vec<String>,
+    /// Accept `Authorization: Bearer <JWT>` signed by the provider for this app's client id.
+    #[serde(default)]
+    pub skip_jwt_bearer_tokens: bool,
+    /// Send the access token upstream as `X-Auth-Request-Access-Token`.
+    #[serde(default)]
+    pub pass_access_token: bool,
+    /// Send `Authorization: Bearer <id token>` upstream.
+    #[serde(default)]
+    pub set_authorization_header: bool,
 }
 
 fn default_apps_dir() -> PathBuf {
@@ -139,6 +296,9 @@ pub struct AppFile {
     /// Upstream timeouts.
     #[serde(default)]
     pub timeouts: TimeoutsSpec,
+    /// Authentication policy; absent means a public app, proxied as is.
+    #[serde(default)]
+    pub auth: Option<AuthSpec>,
 }
 
 /// `load_balancing:` values.

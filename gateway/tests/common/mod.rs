@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod certs;
+pub mod idp;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
@@ -126,10 +127,16 @@ pub fn binary() -> &'static str {
 impl Gateway {
     /// Starts the gateway on `config` and waits until `/ready` answers.
     pub async fn start(config: &ConfigDir) -> Gateway {
+        Self::start_with_env(config, &[]).await
+    }
+
+    /// Starts the gateway with extra environment variables (secrets).
+    pub async fn start_with_env(config: &ConfigDir, env: &[(&str, &str)]) -> Gateway {
         let log = config.path().join("gateway.log");
         let child = Command::new(binary())
             .args(["run", "-c"])
             .arg(config.main_file())
+            .envs(env.iter().copied())
             .env("AUTHGATE_LOG", "info,pingora_core=warn,pingora_proxy=warn")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

@@ -1,0 +1,607 @@
+//! Identity providers: generic OIDC (also Google and Entra ID) through the `openidconnect`
+//! crate, and GitHub's OAuth2 plus REST API.
+//!
+//! OIDC metadata is discovered on first use (or by [`Provider::warm_up`] after a reload) and
+//! kept with the provider across reloads; the JWKS is fetched again when a token names a key
+//! the provider no longer lists (key rotation).
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreIdTokenClaims, CoreTokenResponse};
+use openidconnect::{
+    AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
+    EndpointSet, IssuerUrl, JsonWebKeySet, LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout, RedirectUrl, RefreshToken, Scope,
+};
+use serde::Deserialize;
+
+use super::policy::Identity;
+use crate::config::resolve;
+use crate::config::schema::{GithubSpec, OidcSpec, ProviderSpec};
+use crate::session::{now, Session};
+
+type OidcClient =
+    CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
+
+/// Why a provider call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    /// The provider could not be reached or answered nonsense: try again later (503).
+    #[error("identity provider unavailable: {0}")]
+    Unavailable(String),
+    /// The provider refused (bad code, refresh token revoked, invalid token): sign in again.
+    #[error("identity provider refused: {0}")]
+    Refused(String),
+}
+
+/// Tokens and identity from a sign-in or a refresh.
+#[derive(Debug, Clone)]
+pub struct SignIn {
+    /// Who signed in.
+    pub identity: Identity,
+    /// OAuth2 access token.
+    pub access_token: Option<String>,
+    /// When it expires (Unix seconds).
+    pub access_expires_at: Option<u64>,
+    /// Refresh token, if issued.
+    pub refresh_token: Option<String>,
+    /// Raw ID token (OIDC).
+    pub id_token: Option<String>,
+}
+
+struct Discovered {
+    metadata: ProviderMetadataWithLogout,
+    client: OidcClient,
+}
+
+struct Oidc {
+    issuer: String,
+    scopes: Vec<String>,
+    end_session: bool,
+    groups_claim: String,
+    discovered: ArcSwapOption<Discovered>,
+    discovering: tokio::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// Unknown signing keys refetch the JWKS at most this often, so forged tokens cannot make
+/// the gateway hammer the provider.
+const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+
+struct Github {
+    login_url: String,
+    api_url: String,
+    scopes: Vec<String>,
+}
+
+enum Kind {
+    Oidc(Oidc),
+    Github(Github),
+}
+
+/// One configured identity provider.
+pub struct Provider {
+    /// Its name in the configuration.
+    pub name: String,
+    spec: ProviderSpec,
+    client_id: String,
+    client_secret: String,
+    http: reqwest::Client,
+    kind: Kind,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ProviderError {
+    ProviderError::Unavailable(e.to_string())
+}
+
+impl Provider {
+    /// Builds a provider from its spec; `secret` is the client secret read from the
+    /// environment. Errors are `(field, message)` relative to `providers.<name>`.
+    pub fn build(name: &str, spec: &ProviderSpec, secret: String, base: &Path) -> Result<Provider, (String, String)> {
+        let (client_id, ca_file) = match spec {
+            ProviderSpec::Oidc(o) | ProviderSpec::Google(o) | ProviderSpec::Entra(o) => (&o.client_id, &o.ca_file),
+            ProviderSpec::Github(g) => (&g.client_id, &g.ca_file),
+        };
+        let mut http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent("authgate");
+        if let Some(ca) = ca_file {
+            let path = resolve(base, ca);
+            let pem = std::fs::read(&path)
+                .map_err(|e| ("ca_file".to_owned(), format!("cannot read {}: {e}", path.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                (
+                    "ca_file".to_owned(),
+                    format!("{} is not a PEM bundle: {e}", path.display()),
+                )
+            })?;
+            for c in certs {
+                http = http.add_root_certificate(c);
+            }
+        }
+        let http = http
+            .build()
+            .map_err(|e| ("type".to_owned(), format!("cannot build the HTTP client: {e}")))?;
+        let kind = match spec {
+            ProviderSpec::Oidc(o) => Kind::Oidc(oidc(o, None)?),
+            ProviderSpec::Google(o) => Kind::Oidc(oidc(o, Some("https://accounts.google.com"))?),
+            ProviderSpec::Entra(o) => Kind::Oidc(oidc(o, None)?),
+            ProviderSpec::Github(g) => Kind::Github(github(g)?),
+        };
+        Ok(Provider {
+            name: name.to_owned(),
+            spec: spec.clone(),
+            client_id: client_id.clone(),
+            client_secret: secret,
+            http,
+            kind,
+        })
+    }
+
+    /// True when this provider was built from `spec` and `secret` (so it can be reused, with
+    /// its discovered metadata, by the next snapshot).
+    pub fn same_as(&self, spec: &ProviderSpec, secret: &str) -> bool {
+        &self.spec == spec && self.client_secret == secret
+    }
+
+    /// True for OIDC providers (which issue JWTs usable as bearer tokens).
+    pub fn is_oidc(&self) -> bool {
+        matches!(self.kind, Kind::Oidc(_))
+    }
+
+    /// Fetches OIDC metadata now, so the first login does not wait for it.
+    pub async fn warm_up(&self) {
+        if let Kind::Oidc(o) = &self.kind {
+            if let Err(e) = self.discover(o, false).await {
+                tracing::warn!(provider = %self.name, error = %e, "provider discovery failed; will retry on first use");
+            }
+        }
+    }
+
+    async fn discover(&self, o: &Oidc, refresh_keys: bool) -> Result<Arc<Discovered>, ProviderError> {
+        if let (Some(d), false) = (o.discovered.load_full(), refresh_keys) {
+            return Ok(d);
+        }
+        let mut last_keys_refresh = o.discovering.lock().await;
+        let current = o.discovered.load_full();
+        let metadata = match (&current, refresh_keys) {
+            (Some(d), false) => return Ok(d.clone()),
+            (Some(d), true) if last_keys_refresh.is_some_and(|t| t.elapsed() < JWKS_REFRESH_INTERVAL) => {
+                return Ok(d.clone())
+            }
+            (Some(d), true) => {
+                *last_keys_refresh = Some(std::time::Instant::now());
+                let jwks = JsonWebKeySet::fetch_async(d.metadata.jwks_uri(), &self.http)
+                    .await
+                    .map_err(unavailable)?;
+                d.metadata.clone().set_jwks(jwks)
+            }
+            (None, _) => {
+                let issuer = IssuerUrl::new(o.issuer.clone()).map_err(unavailable)?;
+                ProviderMetadataWithLogout::discover_async(issuer, &self.http)
+                    .await
+                    .map_err(unavailable)?
+            }
+        };
+        let client = CoreClient::from_provider_metadata(
+            metadata.clone(),
+            ClientId::new(self.client_id.clone()),
+            Some(ClientSecret::new(self.client_secret.clone())),
+        );
+        let d = Arc::new(Discovered { metadata, client });
+        o.discovered.store(Some(d.clone()));
+        tracing::info!(provider = %self.name, refresh_keys, "provider metadata loaded");
+        Ok(d)
+    }
+
+    /// The URL that starts a login at the provider.
+    pub async fn authorize_url(
+        &self,
+        redirect_uri: &str,
+        state: &str,
+        nonce: &str,
+        challenge: PkceCodeChallenge,
+    ) -> Result<String, ProviderError> {
+        let redirect = RedirectUrl::new(redirect_uri.to_owned()).map_err(unavailable)?;
+        match &self.kind {
+            Kind::Oidc(o) => {
+                let d = self.discover(o, false).await?;
+                let (state, nonce) = (state.to_owned(), nonce.to_owned());
+                let mut req = d
+                    .client
+                    .authorize_url(
+                        CoreAuthenticationFlow::AuthorizationCode,
+                        move || CsrfToken::new(state),
+                        move || Nonce::new(nonce),
+                    )
+                    .set_pkce_challenge(challenge)
+                    .set_redirect_uri(Cow::Owned(redirect));
+                for s in o.scopes.iter().filter(|s| s.as_str() != "openid") {
+                    req = req.add_scope(Scope::new(s.clone()));
+                }
+                Ok(req.url().0.to_string())
+            }
+            Kind::Github(g) => {
+                let mut url =
+                    url::Url::parse(&format!("{}/login/oauth/authorize", g.login_url)).map_err(unavailable)?;
+                url.query_pairs_mut()
+                    .append_pair("client_id", &self.client_id)
+                    .append_pair("redirect_uri", redirect.as_str())
+                    .append_pair("scope", &g.scopes.join(" "))
+                    .append_pair("state", state)
+                    .append_pair("code_challenge", challenge.as_str())
+                    .append_pair("code_challenge_method", "S256");
+                Ok(url.to_string())
+            }
+        }
+    }
+
+    /// Exchanges an authorization code for tokens and the user's identity.
+    pub async fn sign_in(
+        &self,
+        code: &str,
+        redirect_uri: &str,
+        verifier: &str,
+        nonce: &str,
+    ) -> Result<SignIn, ProviderError> {
+        let redirect = RedirectUrl::new(redirect_uri.to_owned()).map_err(unavailable)?;
+        match &self.kind {
+            Kind::Oidc(o) => {
+                let d = self.discover(o, false).await?;
+                let response = d
+                    .client
+                    .exchange_code(AuthorizationCode::new(code.to_owned()))
+                    .map_err(unavailable)?
+                    .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()))
+                    .set_redirect_uri(Cow::Owned(redirect))
+                    .request_async(&self.http)
+                    .await
+                    .map_err(token_error)?;
+                let id_token = response
+                    .extra_fields()
+                    .id_token()
+                    .ok_or_else(|| ProviderError::Refused("the token response has no ID token".into()))?
+                    .clone();
+                let nonce = Nonce::new(nonce.to_owned());
+                let identity = self.verify_id_token(o, &id_token, Some(&nonce)).await?;
+                Ok(oidc_sign_in(identity, &response, Some(id_token.to_string())))
+            }
+            Kind::Github(g) => self.github_sign_in(g, code, redirect.as_str(), verifier).await,
+        }
+    }
+
+    /// Verifies an ID token (signature, issuer, audience, expiry, and `nonce` when given),
+    /// refetching the JWKS once when the signing key is unknown.
+    async fn verify_id_token(
+        &self,
+        o: &Oidc,
+        token: &CoreIdToken,
+        nonce: Option<&Nonce>,
+    ) -> Result<Identity, ProviderError> {
+        for attempt in 0..2 {
+            let d = self.discover(o, attempt > 0).await?;
+            let verifier = d.client.id_token_verifier();
+            let result = match nonce {
+                Some(n) => token
+                    .claims(&verifier, n)
+                    .map(|c| identity_from_claims(c, &token.to_string(), &o.groups_claim)),
+                None => token
+                    .claims(&verifier, |_: Option<&Nonce>| Ok(()))
+                    .map(|c| identity_from_claims(c, &token.to_string(), &o.groups_claim)),
+            };
+            match result {
+                Ok(identity) => return Ok(identity),
+                Err(ClaimsVerificationError::SignatureVerification(_)) if attempt == 0 => {}
+                Err(e) => return Err(ProviderError::Refused(format!("ID token rejected: {e}"))),
+            }
+        }
+        Err(ProviderError::Refused("ID token signature does not verify".into()))
+    }
+
+    /// Verifies a bearer JWT sent by an API client: an ID token of this provider issued to
+    /// this gateway's client id.
+    pub async fn verify_bearer(&self, jwt: &str) -> Result<Identity, ProviderError> {
+        let Kind::Oidc(o) = &self.kind else {
+            return Err(ProviderError::Refused(
+                "bearer tokens are only accepted from OIDC providers".into(),
+            ));
+        };
+        let token: CoreIdToken = jwt
+            .parse()
+            .map_err(|e| ProviderError::Refused(format!("not a JWT: {e}")))?;
+        self.verify_id_token(o, &token, None).await
+    }
+
+    /// Refreshes a session's tokens (OIDC) or re-reads the user (GitHub).
+    pub async fn refresh(&self, session: &Session) -> Result<SignIn, ProviderError> {
+        match &self.kind {
+            Kind::Oidc(o) => {
+                let Some(refresh_token) = &session.refresh_token else {
+                    return Err(ProviderError::Refused("no refresh token".into()));
+                };
+                let d = self.discover(o, false).await?;
+                let response = d
+                    .client
+                    .exchange_refresh_token(&RefreshToken::new(refresh_token.clone()))
+                    .map_err(unavailable)?
+                    .request_async(&self.http)
+                    .await
+                    .map_err(token_error)?;
+                let (identity, id_token) = match response.extra_fields().id_token() {
+                    Some(t) => (self.verify_id_token(o, t, None).await?, Some(t.to_string())),
+                    None => (session.identity.clone(), session.id_token.clone()),
+                };
+                let mut out = oidc_sign_in(identity, &response, id_token);
+                if out.refresh_token.is_none() {
+                    out.refresh_token = session.refresh_token.clone();
+                }
+                Ok(out)
+            }
+            Kind::Github(g) => {
+                let token = session
+                    .access_token
+                    .as_deref()
+                    .ok_or_else(|| ProviderError::Refused("no access token".into()))?;
+                let identity = self.github_identity(g, token).await?;
+                Ok(SignIn {
+                    identity,
+                    access_token: session.access_token.clone(),
+                    access_expires_at: None,
+                    refresh_token: None,
+                    id_token: None,
+                })
+            }
+        }
+    }
+
+    /// Where to send the browser to end the session at the provider too, when configured.
+    pub async fn end_session_url(&self, id_token_hint: Option<&str>, post_logout: &str) -> Option<String> {
+        let Kind::Oidc(o) = &self.kind else { return None };
+        if !o.end_session {
+            return None;
+        }
+        let d = self.discover(o, false).await.ok()?;
+        let endpoint = d.metadata.additional_metadata().end_session_endpoint.clone()?;
+        let mut req = LogoutRequest::from(endpoint);
+        if let Ok(uri) = url::Url::parse(post_logout) {
+            req = req.set_post_logout_redirect_uri(PostLogoutRedirectUrl::from_url(uri));
+        }
+        let mut url = req.http_get_url();
+        // The hint is passed as a raw string: the token was verified when the session began.
+        if let Some(hint) = id_token_hint {
+            url.query_pairs_mut().append_pair("id_token_hint", hint);
+        }
+        url.query_pairs_mut().append_pair("client_id", &self.client_id);
+        Some(url.to_string())
+    }
+
+    async fn github_sign_in(
+        &self,
+        g: &Github,
+        code: &str,
+        redirect: &str,
+        verifier: &str,
+    ) -> Result<SignIn, ProviderError> {
+        #[derive(Deserialize)]
+        struct TokenAnswer {
+            access_token: Option<String>,
+            error: Option<String>,
+        }
+        let answer: TokenAnswer = self
+            .http
+            .post(format!("{}/login/oauth/access_token", g.login_url))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(&[
+                ("client_id", self.client_id.as_str()),
+                ("client_secret", self.client_secret.as_str()),
+                ("code", code),
+                ("redirect_uri", redirect),
+                ("code_verifier", verifier),
+            ])
+            .send()
+            .await
+            .map_err(unavailable)?
+            .json()
+            .await
+            .map_err(unavailable)?;
+        let token = match (answer.access_token, answer.error) {
+            (Some(t), _) => t,
+            (None, e) => {
+                return Err(ProviderError::Refused(format!(
+                    "GitHub refused the code: {}",
+                    e.unwrap_or_default()
+                )))
+            }
+        };
+        let identity = self.github_identity(g, &token).await?;
+        Ok(SignIn {
+            identity,
+            access_token: Some(token),
+            access_expires_at: None,
+            refresh_token: None,
+            id_token: None,
+        })
+    }
+
+    async fn github_get<T: serde::de::DeserializeOwned>(
+        &self,
+        g: &Github,
+        token: &str,
+        path: &str,
+    ) -> Result<T, ProviderError> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", g.api_url))
+            .bearer_auth(token)
+            .header(reqwest::header::ACCEPT, "application/vnd.github+json")
+            .send()
+            .await
+            .map_err(unavailable)?;
+        match resp.status().as_u16() {
+            200 => resp.json().await.map_err(unavailable),
+            401 | 403 => Err(ProviderError::Refused(format!("GitHub refused the token on {path}"))),
+            s => Err(ProviderError::Unavailable(format!("GitHub answered {s} on {path}"))),
+        }
+    }
+
+    async fn github_identity(&self, g: &Github, token: &str) -> Result<Identity, ProviderError> {
+        #[derive(Deserialize)]
+        struct User {
+            login: String,
+            id: u64,
+        }
+        #[derive(Deserialize)]
+        struct EmailEntry {
+            email: String,
+            primary: bool,
+            verified: bool,
+        }
+        #[derive(Deserialize)]
+        struct Org {
+            login: String,
+        }
+        #[derive(Deserialize)]
+        struct Team {
+            slug: String,
+            organization: Org,
+        }
+        let user: User = self.github_get(g, token, "/user").await?;
+        let emails: Vec<EmailEntry> = self.github_get(g, token, "/user/emails").await?;
+        let orgs: Vec<Org> = self.github_get(g, token, "/user/orgs").await?;
+        let teams: Vec<Team> = self.github_get(g, token, "/user/teams").await?;
+        let email = emails
+            .iter()
+            .find(|e| e.primary && e.verified)
+            .or_else(|| emails.iter().find(|e| e.verified));
+        Ok(Identity {
+            subject: user.id.to_string(),
+            email: email.map(|e| e.email.clone()),
+            email_verified: email.is_some(),
+            preferred_username: Some(user.login),
+            groups: Vec::new(),
+            github_orgs: orgs.into_iter().map(|o| o.login).collect(),
+            github_teams: teams
+                .into_iter()
+                .map(|t| format!("{}/{}", t.organization.login, t.slug))
+                .collect(),
+        })
+    }
+}
+
+fn oidc(o: &OidcSpec, default_issuer: Option<&str>) -> Result<Oidc, (String, String)> {
+    let issuer = o
+        .issuer_url
+        .clone()
+        .or_else(|| default_issuer.map(str::to_owned))
+        .ok_or_else(|| {
+            (
+                "issuer_url".to_owned(),
+                "is required, e.g. https://idp.example.com".to_owned(),
+            )
+        })?;
+    let parsed =
+        url::Url::parse(&issuer).map_err(|e| ("issuer_url".to_owned(), format!("{issuer:?} is not a URL: {e}")))?;
+    if parsed.scheme() != "https" {
+        return Err(("issuer_url".to_owned(), format!("{issuer:?} must be an https:// URL")));
+    }
+    if !o.scopes.iter().any(|s| s == "openid") {
+        return Err(("scopes".to_owned(), "must include \"openid\"".to_owned()));
+    }
+    Ok(Oidc {
+        issuer,
+        scopes: o.scopes.clone(),
+        end_session: o.end_session,
+        groups_claim: o.groups_claim.clone(),
+        discovered: ArcSwapOption::empty(),
+        discovering: tokio::sync::Mutex::new(None),
+    })
+}
+
+fn github(g: &GithubSpec) -> Result<Github, (String, String)> {
+    for (field, value) in [("login_url", &g.login_url), ("api_url", &g.api_url)] {
+        let ok = url::Url::parse(value).is_ok_and(|u| matches!(u.scheme(), "https" | "http"));
+        if !ok {
+            return Err((field.to_owned(), format!("{value:?} is not an http(s) URL")));
+        }
+    }
+    Ok(Github {
+        login_url: g.login_url.trim_end_matches('/').to_owned(),
+        api_url: g.api_url.trim_end_matches('/').to_owned(),
+        scopes: g.scopes.clone(),
+    })
+}
+
+fn token_error<E: std::error::Error>(e: E) -> ProviderError {
+    // A token endpoint that answers with an OAuth2 error refused the grant; anything else
+    // (connection, parse) is the provider being unavailable.
+    let text = e.to_string();
+    if text.contains("invalid_grant") || text.contains("Server returned error response") {
+        ProviderError::Refused(text)
+    } else {
+        ProviderError::Unavailable(text)
+    }
+}
+
+fn oidc_sign_in(identity: Identity, response: &CoreTokenResponse, id_token: Option<String>) -> SignIn {
+    SignIn {
+        identity,
+        access_token: Some(response.access_token().secret().clone()),
+        access_expires_at: response.expires_in().map(|d| now() + d.as_secs()),
+        refresh_token: response.refresh_token().map(|t| t.secret().clone()),
+        id_token,
+    }
+}
+
+/// Reads the identity from verified claims; groups come from the (verified) JWT payload.
+fn identity_from_claims(claims: &CoreIdTokenClaims, raw_jwt: &str, groups_claim: &str) -> Identity {
+    Identity {
+        subject: claims.subject().as_str().to_owned(),
+        email: claims.email().map(|e| e.as_str().to_owned()),
+        email_verified: claims.email_verified().unwrap_or(false),
+        preferred_username: claims.preferred_username().map(|u| u.as_str().to_owned()),
+        groups: jwt_string_list(raw_jwt, groups_claim),
+        github_orgs: Vec::new(),
+        github_teams: Vec::new(),
+    }
+}
+
+/// A claim holding a string or a list of strings, from a JWT whose signature was verified.
+fn jwt_string_list(jwt: &str, claim: &str) -> Vec<String> {
+    let payload = jwt.split('.').nth(1).and_then(|p| URL_SAFE_NO_PAD.decode(p).ok());
+    let value: Option<serde_json::Value> = payload.and_then(|p| serde_json::from_slice(&p).ok());
+    match value.as_ref().and_then(|v| v.get(claim)) {
+        Some(serde_json::Value::Array(items)) => items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect(),
+        Some(serde_json::Value::String(s)) => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_groups_from_the_payload() {
+        let payload = URL_SAFE_NO_PAD.encode(br#"{"groups":["admins","dev"],"roles":"x"}"#);
+        let jwt = format!("e30.{payload}.sig");
+        assert_eq!(jwt_string_list(&jwt, "groups"), ["admins", "dev"]);
+        assert_eq!(jwt_string_list(&jwt, "roles"), ["x"]);
+        assert!(jwt_string_list(&jwt, "missing").is_empty());
+        assert!(jwt_string_list("garbage", "groups").is_empty());
+    }
+}

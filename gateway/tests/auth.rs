@@ -1,0 +1,618 @@
+//! Per-app OAuth2/OIDC policy against a real OpenID provider (npm `oidc-provider`) over real
+//! TLS: the login flow, policy, 302/401/403, SSO, sign-out, refresh, bearer JWTs, and the
+//! attacks in the security history (spoofed headers, open redirects, tampered cookies and
+//! states, skip-auth bypasses).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use base64::Engine;
+use common::idp::{browse, browser, Idp};
+use common::*;
+
+const COOKIE_SECRET: &str = "AUTHGATE_TEST_COOKIE_SECRETS";
+const CLIENT_SECRET: &str = "corp-test-secret";
+
+fn cookie_key() -> String {
+    base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+}
+
+struct AuthEnv {
+    ca: TestCa,
+    config: ConfigDir,
+    gw: Gateway,
+    idp: Idp,
+    _upstream: Upstream,
+}
+
+impl AuthEnv {
+    fn origin(config: &ConfigDir, host: &str) -> String {
+        format!("https://{host}:{}", config.https.port())
+    }
+
+    /// A gateway with provider `corp` and apps: app1 (example.com emails; skip and API
+    /// routes; bearer JWTs; tokens upstream), admin (group admins), public (no auth).
+    async fn start(cookie_extra: &str, ttl: serde_json::Value) -> AuthEnv {
+        let upstream = Upstream::start("echo").await;
+        let ca = TestCa::new();
+        let config = ConfigDir::new();
+        let hosts = ["app1.example.com", "admin.example.com", "public.example.com"];
+        let origins: Vec<String> = hosts.iter().map(|h| Self::origin(&config, h)).collect();
+        let idp = Idp::start(&ca, "gateway", CLIENT_SECRET, &origins, ttl);
+        std::fs::write(config.path().join("ca.pem"), ca.cert_pem()).unwrap();
+        let (crt, key) = ca.write_leaf(config.path(), "wildcard", &["*.example.com"]);
+        config.write_main(
+            &[(&crt, &key)],
+            &format!(
+                "cookie: {{ name: _authgate, domain: .example.com, secrets_env: {COOKIE_SECRET}, expire: 2h{cookie_extra} }}\n\
+                 providers:\n  corp: {{ type: oidc, issuer_url: \"{}\", client_id: gateway, client_secret_env: CORP_SECRET,\n\
+                 \x20        scopes: [openid, email, profile, groups], ca_file: ca.pem, end_session: false }}\n",
+                idp.issuer
+            ),
+        );
+        config.write_app(
+            "app1",
+            &app_yaml(
+                "app1.example.com",
+                &[upstream.addr],
+                "auth:\n  provider: corp\n  email_domains: [example.com]\n  skip_auth_routes: [\"GET=^/healthz$\", \"^/public/\"]\n\
+                 \x20 api_routes: [\"^/api/\"]\n  skip_jwt_bearer_tokens: true\n  pass_access_token: true\n  set_authorization_header: true\n",
+            ),
+        );
+        config.write_app(
+            "admin",
+            &app_yaml(
+                "admin.example.com",
+                &[upstream.addr],
+                "auth: { provider: corp, email_domains: [\"*\"], allowed_groups: [admins] }\n",
+            ),
+        );
+        config.write_app("public", &app_yaml("public.example.com", &[upstream.addr], ""));
+        let key = cookie_key();
+        let gw = Gateway::start_with_env(
+            &config,
+            &[(COOKIE_SECRET, key.as_str()), ("CORP_SECRET", CLIENT_SECRET)],
+        )
+        .await;
+        AuthEnv {
+            ca,
+            config,
+            gw,
+            idp,
+            _upstream: upstream,
+        }
+    }
+
+    fn url(&self, host: &str, path: &str) -> String {
+        format!("{}{path}", Self::origin(&self.config, host))
+    }
+
+    fn browser(&self) -> common::idp::Browser {
+        browser(
+            &self.ca,
+            self.gw.https,
+            &["app1.example.com", "admin.example.com", "public.example.com"],
+        )
+    }
+
+    /// Logs `user` in through app1 and returns the browser and what the upstream saw.
+    async fn login(&self, host: &str, user: &str) -> (common::idp::Browser, serde_json::Value) {
+        let b = self.browser();
+        let (resp, visited) = browse(&b, &self.url(host, "/private?x=1"), user, &format!("{user}-pw")).await;
+        assert_eq!(
+            resp.status(),
+            200,
+            "login of {user} ended at {visited:?}: {}\n{}",
+            self.gw.logs(),
+            self.idp.logs()
+        );
+        assert!(
+            visited.last().unwrap().ends_with("/private?x=1"),
+            "back where the user started: {visited:?}"
+        );
+        (b, resp.json().await.unwrap())
+    }
+}
+
+fn header<'a>(echo: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    echo["headers"][name][0].as_str()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_login_gives_the_upstream_identity_headers_and_nothing_spoofed() {
+    let env = AuthEnv::start("", serde_json::json!({})).await;
+    let (browser, echo) = env.login("app1.example.com", "alice").await;
+    assert_eq!(header(&echo, "x-auth-request-user"), Some("alice"));
+    assert_eq!(header(&echo, "x-auth-request-email"), Some("alice@example.com"));
+    assert_eq!(header(&echo, "x-forwarded-email"), Some("alice@example.com"));
+    assert_eq!(header(&echo, "x-forwarded-user"), Some("alice"));
+    assert_eq!(header(&echo, "x-auth-request-preferred-username"), Some("alice"));
+    assert_eq!(header(&echo, "x-auth-request-groups"), Some("admins,dev"));
+    assert!(header(&echo, "x-auth-request-access-token").is_some_and(|t| !t.is_empty()));
+    assert!(header(&echo, "authorization").is_some_and(|t| t.starts_with("Bearer ey")));
+    assert!(
+        echo["headers"]
+            .get("cookie")
+            .is_none_or(|c| !c.to_string().contains("_authgate")),
+        "own cookies never reach the upstream: {echo}"
+    );
+
+    // Spoofed identity headers, in every spelling, are replaced or removed.
+    let r = browser
+        .get(env.url("app1.example.com", "/again"))
+        .header("X-Auth-Request-Email", "mallory@evil.com")
+        .header("X_Auth_Request_User", "mallory")
+        .header("X-Forwarded-Groups", "admins")
+        .header("X-Auth-Request-Groups", "root")
+        .send()
+        .await
+        .unwrap();
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        echo["headers"]["x-auth-request-email"],
+        serde_json::json!(["alice@example.com"])
+    );
+    assert_eq!(echo["headers"]["x-auth-request-user"], serde_json::json!(["alice"]));
+    assert_eq!(
+        echo["headers"]["x-auth-request-groups"],
+        serde_json::json!(["admins,dev"])
+    );
+    assert!(echo["headers"].get("x-forwarded-groups").is_none());
+    assert!(echo["headers"].get("x_auth_request_user").is_none());
+
+    // On a public app too.
+    let r = browser
+        .get(env.url("public.example.com", "/"))
+        .header("X-Auth-Request-User", "mallory")
+        .send()
+        .await
+        .unwrap();
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert!(echo["headers"].get("x-auth-request-user").is_none(), "{echo}");
+
+    // userinfo never exposes tokens.
+    let info: serde_json::Value = browser
+        .get(env.url("app1.example.com", "/oauth2/userinfo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["email"], "alice@example.com");
+    assert_eq!(info["groups"], serde_json::json!(["admins", "dev"]));
+    assert!(!info.to_string().contains("ey"), "no token in userinfo: {info}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_allows_and_refuses_per_app() {
+    let env = AuthEnv::start("", serde_json::json!({})).await;
+    // bob: example.com but not in admins.
+    let (bob, _) = env.login("app1.example.com", "bob").await;
+    let r = bob.get(env.url("admin.example.com", "/")).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("does not allow your account"));
+    let r = bob
+        .get(env.url("admin.example.com", "/"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // alice: in admins.
+    let (alice, echo) = env.login("admin.example.com", "alice").await;
+    assert_eq!(header(&echo, "x-auth-request-user"), Some("alice"));
+    assert_eq!(
+        alice
+            .get(env.url("app1.example.com", "/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // eve: verified email, wrong domain.
+    let b = env.browser();
+    let (resp, _) = browse(&b, &env.url("app1.example.com", "/"), "eve", "eve-pw").await;
+    assert_eq!(resp.status(), 403);
+    // uma: in admins, email not verified: the email rule of app1 refuses, the group-only admin allows.
+    let b = env.browser();
+    let (resp, _) = browse(&b, &env.url("app1.example.com", "/"), "uma", "uma-pw").await;
+    assert_eq!(resp.status(), 403);
+    assert!(
+        env.gw
+            .metric("authgate_auth_decisions_total{app=\"app1\",outcome=\"forbidden\"}")
+            .await
+            >= 2.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_out_requests_get_302_401_or_pass_by_route() {
+    let env = AuthEnv::start("", serde_json::json!({})).await;
+    let b = env.browser();
+    let r = b.get(env.url("app1.example.com", "/private")).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&format!("{}/", env.idp.issuer)), "{location}");
+    assert!(
+        location.contains("code_challenge_method=S256") && location.contains("nonce=") && location.contains("state=")
+    );
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.starts_with("_authgate_login_")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("Secure")
+            && cookie.contains("SameSite=Lax")
+    );
+
+    for (path, accept, status) in [("/api/items", None, 401), ("/private", Some("application/json"), 401)] {
+        let mut req = b.get(env.url("app1.example.com", path));
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), status, "{path}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "unauthorized");
+    }
+    let r = b
+        .get(env.url("app1.example.com", "/x"))
+        .header("x-requested-with", "XMLHttpRequest")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        b.get(env.url("app1.example.com", "/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        b.post(env.url("app1.example.com", "/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        302,
+        "GET-only skip rule"
+    );
+    assert_eq!(
+        b.get(env.url("app1.example.com", "/public/a"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // forward-auth endpoint never redirects.
+    assert_eq!(
+        b.get(env.url("app1.example.com", "/oauth2/auth"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    // The sign-in page offers the provider.
+    let page = b
+        .get(env.url("app1.example.com", "/oauth2/sign_in?rd=/x"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Sign in with corp") && page.contains("/oauth2/start?rd=%2Fx"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn skip_auth_routes_match_the_normalised_path_only() {
+    let env = AuthEnv::start("", serde_json::json!({})).await;
+    let tls = |path: &str| {
+        let mut s = tls_connect(&env.ca, env.gw.https, Some("app1.example.com"), &["http/1.1"]).unwrap();
+        let resp = raw_exchange(
+            &mut s,
+            format!("GET {path} HTTP/1.1\r\nHost: app1.example.com\r\n\r\n").as_bytes(),
+        );
+        resp.split(' ').nth(1).unwrap_or("closed").to_owned()
+    };
+    // Attempts to reach a protected path through a public-looking one are protected.
+    for path in [
+        "/public/../private",
+        "/public%2f..%2fprivate",
+        "/public/%2e%2e/private",
+        "/public/..;/private",
+        "/public/x/../../private",
+        "/healthz/../private",
+    ] {
+        assert_eq!(tls(path), "302", "{path} must require login");
+    }
+    // Spellings of a public path stay public; the query never counts.
+    for path in ["//public/x", "/%70ublic/x", "/public/./x", "/private?/public/"] {
+        let expected = if path.starts_with("/private") { "302" } else { "200" };
+        assert_eq!(tls(path), expected, "{path}");
+    }
+    assert_eq!(tls("//api/x"), "401", "API routes are normalised the same way");
+    assert_eq!(tls("/%zz"), "400");
+    // A client-supplied X-Forwarded-Uri never decides anything.
+    let mut s = tls_connect(&env.ca, env.gw.https, Some("app1.example.com"), &["http/1.1"]).unwrap();
+    let resp = raw_exchange(&mut s, b"GET /private HTTP/1.1\r\nHost: app1.example.com\r\nX-Forwarded-Uri: /public/x\r\nX-Original-URL: /public/x\r\n\r\n");
+    assert!(resp.starts_with("HTTP/1.1 302"), "{resp}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_sign_in_serves_every_app_on_the_provider() {
+    let env = AuthEnv::start("", serde_json::json!({})).await;
+    let (browser, _) = env.login("app1.example.com", "alice").await;
+    let r = browser
+        .get(env.url("admin.example.com", "/dashboard"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "SSO: no second login");
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(header(&echo, "x-auth-request-email"), Some("alice@example.com"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_out_ends_the_session_and_the_old_cookie_stays_dead() {
+    let env = AuthEnv::start("", serde_json::json!({})).await;
+    let (browser, _) = env.login("app1.example.com", "alice").await;
+    let stolen = browser
+        .cookie(&env.url("app1.example.com", "/"), "_authgate_corp")
+        .unwrap();
+    assert!(stolen.starts_with("v1."), "{stolen}");
+    assert!(!stolen.contains("alice"), "the cookie reveals nothing");
+    let r = browser
+        .get(env.url("app1.example.com", "/oauth2/sign_out?rd=//evil.com"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "/", "an unsafe rd falls back to /");
+    let cleared: Vec<_> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        cleared
+            .iter()
+            .any(|c| c.starts_with("_authgate_corp=;") && c.contains("Max-Age=0") && c.contains("Domain=example.com")),
+        "{cleared:?}"
+    );
+    assert_eq!(
+        browser
+            .get(env.url("app1.example.com", "/p"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        302
+    );
+    // Replaying the old cookie on a fresh client does not bring the session back.
+    let fresh = env.browser();
+    let r = fresh
+        .get(env.url("admin.example.com", "/p"))
+        .header("cookie", format!("_authgate_corp={stolen}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tampered_truncated_and_foreign_cookies_are_signed_out_never_500() {
+    let env = AuthEnv::start("", serde_json::json!({})).await;
+    let (browser, _) = env.login("app1.example.com", "alice").await;
+    let good = browser
+        .cookie(&env.url("app1.example.com", "/"), "_authgate_corp")
+        .unwrap();
+    let mut flipped = good.clone().into_bytes();
+    let i = flipped.len() - 3;
+    flipped[i] = if flipped[i] == b'A' { b'B' } else { b'A' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    // A cookie sealed with another key: same format, foreign keyring.
+    let foreign = {
+        let other =
+            authgate::session::seal::Keyring::parse(&base64::engine::general_purpose::STANDARD.encode([9u8; 32]))
+                .unwrap();
+        authgate::session::Ticket::new()
+            .unwrap()
+            .to_cookie(&other, "_authgate_corp")
+            .unwrap()
+    };
+    for value in [
+        flipped.as_str(),
+        &good[..good.len() / 2],
+        foreign.as_str(),
+        "garbage",
+        "v1.",
+        "",
+        "v1.%%%%",
+    ] {
+        let fresh = env.browser();
+        let r = fresh
+            .get(env.url("app1.example.com", "/x"))
+            .header("cookie", format!("_authgate_corp={value}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302, "cookie {value:?}");
+        let r = fresh
+            .get(env.url("app1.example.com", "/api/x"))
+            .header("cookie", format!("_authgate_corp={value}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "cookie {value:?}");
+    }
+    // The genuine cookie still works from anywhere (it is a bearer credential until sign-out).
+    let fresh = env.browser();
+    let r = fresh
+        .get(env.url("app1.example.com", "/x"))
+        .header("cookie", format!("_authgate_corp={good}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn callback_state_is_bound_to_the_browser_and_single_use() {
+    let env = AuthEnv::start("", serde_json::json!({})).await;
+    let b = env.browser();
+    // Walk the login by hand up to the callback URL.
+    let r = b.get(env.url("app1.example.com", "/private")).send().await.unwrap();
+    let authorize = r.headers()["location"].to_str().unwrap().to_owned();
+    let mut url = authorize.clone();
+    let mut resp = b.get(&url).send().await.unwrap();
+    let callback = loop {
+        let status = resp.status().as_u16();
+        if (300..400).contains(&status) {
+            let next = resp
+                .url()
+                .join(resp.headers()["location"].to_str().unwrap())
+                .unwrap()
+                .to_string();
+            if next.contains("/oauth2/callback") {
+                break next;
+            }
+            url = next;
+            resp = b.get(&url).send().await.unwrap();
+        } else {
+            let body = resp.text().await.unwrap();
+            let action = body
+                .split("action=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap()
+                .to_owned();
+            let next = reqwest::Url::parse(&url).unwrap().join(&action).unwrap().to_string();
+            resp = b
+                .post(&next)
+                .form(&[("login", "alice"), ("password", "alice-pw")])
+                .send()
+                .await
+                .unwrap();
+            url = next;
+        }
+    };
+    // A different browser (no login cookie) cannot use this code: no session is minted.
+    let other = env.browser();
+    let r = other.get(&callback).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .all(|c| !c.to_str().unwrap().starts_with("_authgate_corp=")));
+    // A tampered state does not match the login cookie.
+    let tampered = callback.replace("state=", "state=x");
+    assert_eq!(b.get(&tampered).send().await.unwrap().status(), 400);
+    // The real one works once...
+    let r = b.get(&callback).send().await.unwrap();
+    assert_eq!(r.status(), 302, "{}", env.gw.logs());
+    assert_eq!(r.headers()["location"], "/private");
+    // ...and a replay is refused (login cookie cleared, code already used).
+    assert_eq!(b.get(&callback).send().await.unwrap().status(), 400);
+    // A provider error is shown as a failed login, not reflected.
+    let r = b
+        .get(env.url(
+            "app1.example.com",
+            "/oauth2/callback?error=<script>alert(1)</script>&state=x",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(!r.text().await.unwrap().contains("<script>"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redirects_after_login_never_leave_the_allowed_domains() {
+    let env = AuthEnv::start("", serde_json::json!({})).await;
+    for (rd, expected) in [
+        ("//evil.com", "/"),
+        ("/\\evil.com", "/"),
+        ("https://example.com.evil.com/", "/"),
+        ("https://evil.com", "/"),
+        ("javascript:alert(1)", "/"),
+        ("https://app1.example.com@evil.com/", "/"),
+        ("/%09/evil.com", "/"),
+        ("/%2F%2Fevil.com", "/"),
+        ("/ok?x=1", "/ok?x=1"),
+    ] {
+        let b = env.browser();
+        let start: String = format!(
+            "{}?{}",
+            env.url("app1.example.com", "/oauth2/start"),
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("rd", rd)
+                .finish()
+        );
+        let (resp, visited) = browse(&b, &start, "alice", "alice-pw").await;
+        let landed = visited.last().unwrap();
+        let want = env.url("app1.example.com", expected);
+        assert_eq!(landed, &want, "rd {rd:?} (final status {})", resp.status());
+    }
+    // Hosts under the cookie domain are allowed.
+    let b = env.browser();
+    let rd = env.url("admin.example.com", "/welcome");
+    let start: String = format!(
+        "{}?{}",
+        env.url("app1.example.com", "/oauth2/start"),
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("rd", &rd)
+            .finish()
+    );
+    let (_, visited) = browse(&b, &start, "alice", "alice-pw").await;
+    assert_eq!(visited.last().unwrap(), &rd);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_jwts_from_the_provider_are_verified() {
+    let env = AuthEnv::start("", serde_json::json!({})).await;
+    let (_, echo) = env.login("app1.example.com", "alice").await;
+    let id_token = header(&echo, "authorization")
+        .unwrap()
+        .strip_prefix("Bearer ")
+        .unwrap()
+        .to_owned();
+    let api = |token: String| {
+        let client = client(&env.ca, &env.gw, &["app1.example.com"]);
+        let url = env.url("app1.example.com", "/api/me");
+        async move { client.get(url).bearer_auth(token).send().await.unwrap() }
+    };
+    let r = api(id_token.clone()).await;
+    assert_eq!(r.status(), 200);
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(header(&echo, "x-auth-request-email"), Some("alice@example.com"));
+    // A broken signature, a truncated token, and an unsigned one are refused with 401.
+    let mut parts: Vec<String> = id_token.split('.').map(str::to_owned).collect();
+    let sig = parts[2].clone();
+    parts[2] = format!(
+        "{}{}",
+        &sig[..sig.len() - 4],
+        if sig.ends_with("AAAA") { "BBBB" } else { "AAAA" }
+    );
+    let header_b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    for bad in [
+        parts.join("."),
+        id_token[..id_token.len() / 2].to_owned(),
+        format!("{header_b64}.{}.", parts[1]),
+        "not-a-jwt".to_owned(),
+    ] {
+        let r = api(bad.clone()).await;
+        assert_eq!(r.status(), 401, "{bad}");
+        assert!(r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token"));
+    }
+}

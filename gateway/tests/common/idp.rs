@@ -1,0 +1,185 @@
+//! The real OpenID provider (npm `oidc-provider`, see tests/support/idp) started on loopback,
+//! and a browser-like client that drives its login form.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::TestCa;
+
+pub fn support_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/idp")
+}
+
+/// A running provider, killed on drop.
+pub struct Idp {
+    child: Child,
+    pub issuer: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Idp {
+    /// Starts `script` (server.mjs or github.mjs) with `config` (cert paths are filled in).
+    pub fn start_script(ca: &TestCa, script: &str, mut config: serde_json::Value) -> Idp {
+        assert!(
+            support_dir().join("node_modules").is_dir(),
+            "run .ci/install-deps (npm ci in gateway/tests/support/idp) before the tests"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (crt, key) = ca.write_leaf(dir.path(), "idp", &["localhost", "127.0.0.1"]);
+        config["listen"] = "127.0.0.1:0".into();
+        config["tls"] = serde_json::json!({ "cert_file": dir.path().join(crt), "key_file": dir.path().join(key) });
+        let path = dir.path().join("idp.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        let log = std::fs::File::create(dir.path().join("idp.log")).unwrap();
+        let mut child = Command::new("node")
+            .arg(support_dir().join(script))
+            .arg("--config")
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+        let issuer = line.trim().strip_prefix("READY ").unwrap_or_else(|| {
+            panic!(
+                "{script} did not start: {}",
+                std::fs::read_to_string(dir.path().join("idp.log")).unwrap_or_default()
+            )
+        });
+        Idp {
+            issuer: issuer.to_owned(),
+            child,
+            dir,
+        }
+    }
+
+    /// The OpenID provider with one client per `redirect_hosts` entry's callback.
+    pub fn start(ca: &TestCa, client_id: &str, secret: &str, origins: &[String], ttl: serde_json::Value) -> Idp {
+        let redirect_uris: Vec<String> = origins.iter().map(|o| format!("{o}/oauth2/callback")).collect();
+        let logout_uris: Vec<String> = origins.iter().map(|o| format!("{o}/")).collect();
+        let config = serde_json::json!({
+            "issuer_host": "localhost",
+            "clients": [{ "client_id": client_id, "client_secret": secret, "redirect_uris": redirect_uris, "post_logout_redirect_uris": logout_uris }],
+            "users": [
+                { "sub": "alice", "password": "alice-pw", "email": "alice@example.com", "email_verified": true,
+                  "name": "Alice", "preferred_username": "alice", "groups": ["admins", "dev"] },
+                { "sub": "bob", "password": "bob-pw", "email": "bob@example.com", "email_verified": true,
+                  "name": "Bob", "preferred_username": "bob", "groups": ["dev"] },
+                { "sub": "eve", "password": "eve-pw", "email": "eve@evil.com", "email_verified": true,
+                  "name": "Eve", "preferred_username": "eve", "groups": [] },
+                { "sub": "uma", "password": "uma-pw", "email": "uma@example.com", "email_verified": false,
+                  "name": "Uma", "preferred_username": "uma", "groups": ["admins"] }
+            ],
+            "ttl": ttl,
+        });
+        Self::start_script(ca, "server.mjs", config)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("idp.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A browser: keeps cookies (readable through `jar`), trusts the test CA, sends app hosts to
+/// the gateway, and does not follow redirects by itself (the tests look at each hop).
+pub struct Browser {
+    pub client: reqwest::Client,
+    pub jar: std::sync::Arc<reqwest::cookie::Jar>,
+}
+
+impl std::ops::Deref for Browser {
+    type Target = reqwest::Client;
+    fn deref(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
+impl Browser {
+    /// The value of cookie `name` the browser would send to `url`.
+    pub fn cookie(&self, url: &str, name: &str) -> Option<String> {
+        use reqwest::cookie::CookieStore;
+        let header = self.jar.cookies(&url.parse().unwrap())?;
+        header
+            .to_str()
+            .unwrap()
+            .split("; ")
+            .find_map(|c| c.strip_prefix(&format!("{name}=")).map(str::to_owned))
+    }
+}
+
+pub fn browser(ca: &TestCa, gateway: std::net::SocketAddr, hosts: &[&str]) -> Browser {
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let mut b = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca.cert_pem()).unwrap())
+        .tls_built_in_root_certs(false)
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20));
+    for h in hosts {
+        b = b.resolve(h, gateway);
+    }
+    Browser {
+        client: b.build().unwrap(),
+        jar,
+    }
+}
+
+/// Follows redirects from `url`, filling the provider's login form with `user`/`password`
+/// when it appears; returns the first response that is not a redirect, and the URLs visited.
+pub async fn browse(
+    client: &reqwest::Client,
+    url: &str,
+    user: &str,
+    password: &str,
+) -> (reqwest::Response, Vec<String>) {
+    let mut visited = vec![url.to_owned()];
+    let mut resp = client.get(url).send().await.unwrap();
+    for _ in 0..20 {
+        let status = resp.status().as_u16();
+        let current = resp.url().clone();
+        if (300..400).contains(&status) {
+            let location = resp.headers()["location"].to_str().unwrap().to_owned();
+            let next = current.join(&location).unwrap().to_string();
+            visited.push(next.clone());
+            resp = client.get(&next).send().await.unwrap();
+            continue;
+        }
+        if status == 200 && current.path().starts_with("/interaction/") {
+            let body = resp.text().await.unwrap();
+            let action = body
+                .split("action=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap()
+                .to_owned();
+            let next = current.join(&action).unwrap().to_string();
+            visited.push(next.clone());
+            resp = client
+                .post(&next)
+                .form(&[("login", user), ("password", password)])
+                .send()
+                .await
+                .unwrap();
+            continue;
+        }
+        return (resp, visited);
+    }
+    panic!("redirect loop: {visited:?}");
+}
