@@ -23,6 +23,17 @@ struct AuthEnv {
     gw: Gateway,
     idp: Idp,
     _upstream: Upstream,
+    _extra_idp: Option<Idp>,
+}
+
+/// More providers (YAML under `providers:`), apps `(file, host, extra YAML)`, environment
+/// variables, and a provider process to keep alive.
+#[derive(Default)]
+struct Extra {
+    providers: String,
+    apps: Vec<(String, String, String)>,
+    env: Vec<(String, String)>,
+    idp: Option<Idp>,
 }
 
 impl AuthEnv {
@@ -33,12 +44,22 @@ impl AuthEnv {
     /// A gateway with provider `corp` and apps: app1 (example.com emails; skip and API
     /// routes; bearer JWTs; tokens upstream), admin (group admins), public (no auth).
     async fn start(cookie_extra: &str, ttl: serde_json::Value) -> AuthEnv {
+        Self::start_with(cookie_extra, ttl, |_, _| Extra::default()).await
+    }
+
+    /// As [`AuthEnv::start`], plus what `extra` adds once the CA and ports are known.
+    async fn start_with(
+        cookie_extra: &str,
+        ttl: serde_json::Value,
+        extra: impl FnOnce(&TestCa, &ConfigDir) -> Extra,
+    ) -> AuthEnv {
         let upstream = Upstream::start("echo").await;
         let ca = TestCa::new();
         let config = ConfigDir::new();
         let hosts = ["app1.example.com", "admin.example.com", "public.example.com"];
         let origins: Vec<String> = hosts.iter().map(|h| Self::origin(&config, h)).collect();
         let idp = Idp::start(&ca, "gateway", CLIENT_SECRET, &origins, ttl);
+        let extra = extra(&ca, &config);
         std::fs::write(config.path().join("ca.pem"), ca.cert_pem()).unwrap();
         let (crt, key) = ca.write_leaf(config.path(), "wildcard", &["*.example.com"]);
         config.write_main(
@@ -46,8 +67,8 @@ impl AuthEnv {
             &format!(
                 "cookie: {{ name: _authgate, domain: .example.com, secrets_env: {COOKIE_SECRET}, expire: 2h{cookie_extra} }}\n\
                  providers:\n  corp: {{ type: oidc, issuer_url: \"{}\", client_id: gateway, client_secret_env: CORP_SECRET,\n\
-                 \x20        scopes: [openid, email, profile, groups], ca_file: ca.pem, end_session: false }}\n",
-                idp.issuer
+                 \x20        scopes: [openid, email, profile, groups], ca_file: ca.pem, end_session: false }}\n{}",
+                idp.issuer, extra.providers
             ),
         );
         config.write_app(
@@ -68,18 +89,20 @@ impl AuthEnv {
             ),
         );
         config.write_app("public", &app_yaml("public.example.com", &[upstream.addr], ""));
+        for (name, host, auth) in &extra.apps {
+            config.write_app(name, &app_yaml(host, &[upstream.addr], auth));
+        }
         let key = cookie_key();
-        let gw = Gateway::start_with_env(
-            &config,
-            &[(COOKIE_SECRET, key.as_str()), ("CORP_SECRET", CLIENT_SECRET)],
-        )
-        .await;
+        let mut env: Vec<(&str, &str)> = vec![(COOKIE_SECRET, key.as_str()), ("CORP_SECRET", CLIENT_SECRET)];
+        env.extend(extra.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let gw = Gateway::start_with_env(&config, &env).await;
         AuthEnv {
             ca,
             config,
             gw,
             idp,
             _upstream: upstream,
+            _extra_idp: extra.idp,
         }
     }
 
@@ -91,7 +114,13 @@ impl AuthEnv {
         browser(
             &self.ca,
             self.gw.https,
-            &["app1.example.com", "admin.example.com", "public.example.com"],
+            &[
+                "app1.example.com",
+                "admin.example.com",
+                "public.example.com",
+                "code.example.com",
+                "infra.example.com",
+            ],
         )
     }
 
@@ -615,4 +644,229 @@ async fn bearer_jwts_from_the_provider_are_verified() {
             .unwrap()
             .contains("invalid_token"));
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_tokens_are_refreshed_before_they_expire_without_a_new_login() {
+    // Access tokens live 2 s: every request finds it about to expire and refreshes it.
+    let env = AuthEnv::start("", serde_json::json!({ "access_token": 2 })).await;
+    let (browser, first) = env.login("app1.example.com", "alice").await;
+    let first_token = header(&first, "x-auth-request-access-token").unwrap().to_owned();
+    let r = browser.get(env.url("app1.example.com", "/again")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "refreshed in place, no login: {}", env.gw.logs());
+    let echo: serde_json::Value = r.json().await.unwrap();
+    let second_token = header(&echo, "x-auth-request-access-token").unwrap();
+    assert_ne!(second_token, first_token, "a new access token");
+    assert!(
+        env.gw
+            .metric("authgate_session_refreshes_total{provider=\"corp\",result=\"refreshed\"}")
+            .await
+            >= 1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_the_provider_refuses_ends_the_session_cleanly() {
+    let env = AuthEnv::start("", serde_json::json!({ "access_token": 2 })).await;
+    let (browser, _) = env.login("app1.example.com", "alice").await;
+    // End the session at the provider (RP-less logout in the provider's own UI): its refresh
+    // tokens die with it.
+    let page = browser
+        .get(format!("{}/session/end", env.idp.issuer))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let action = page
+        .split("action=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let xsrf = page
+        .split("name=\"xsrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let action = reqwest::Url::parse(&env.idp.issuer).unwrap().join(&action).unwrap();
+    let r = browser
+        .post(action)
+        .form(&[("xsrf", xsrf.as_str()), ("logout", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection() || r.status().is_success(), "{}", r.status());
+    // The next request needs a refresh, the provider refuses it: signed out, sent to login.
+    let r = browser.get(env.url("app1.example.com", "/after")).send().await.unwrap();
+    assert_eq!(r.status(), 302, "{}", env.gw.logs());
+    assert!(r.headers()["location"].to_str().unwrap().starts_with(&env.idp.issuer));
+    let r = browser.get(env.url("app1.example.com", "/api/x")).send().await.unwrap();
+    assert_eq!(r.status(), 401, "the session is gone, not retried in a loop");
+    assert_eq!(
+        env.gw
+            .metric("authgate_session_refreshes_total{provider=\"corp\",result=\"refused\"}")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_and_foreign_audience_bearer_tokens_are_refused() {
+    // ID tokens live 2 s here.
+    let env = AuthEnv::start("", serde_json::json!({ "id_token": 2 })).await;
+    let (_, echo) = env.login("app1.example.com", "alice").await;
+    let token = header(&echo, "authorization")
+        .unwrap()
+        .strip_prefix("Bearer ")
+        .unwrap()
+        .to_owned();
+    let client = client(&env.ca, &env.gw, &["app1.example.com"]);
+    let url = env.url("app1.example.com", "/api/me");
+    assert_eq!(client.get(&url).bearer_auth(&token).send().await.unwrap().status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await; // let the token expire
+    let r = client.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 401, "expired");
+
+    // A token the provider issued to another client (audience) is not for us.
+    let other_gw_origin = AuthEnv::origin(&env.config, "app1.example.com");
+    let second = second_provider_token(&env, &other_gw_origin).await;
+    assert_eq!(
+        client.get(&url).bearer_auth(second).send().await.unwrap().status(),
+        401,
+        "a token issued to another client by another provider"
+    );
+}
+
+/// An ID token for client `other` of a second provider instance with the same users.
+async fn second_provider_token(env: &AuthEnv, origin: &str) -> String {
+    let idp = Idp::start(
+        &env.ca,
+        "other",
+        "other-secret",
+        &[origin.to_owned()],
+        serde_json::json!({}),
+    );
+    // Code flow by hand against the provider: authorize, log in, take the code to the token endpoint.
+    let b = browser(&env.ca, env.gw.https, &[]);
+    let verifier = "a-verifier-that-is-long-enough-for-pkce-0123456789abcdefghij";
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(openssl::sha::sha256(verifier.as_bytes()));
+    let redirect = format!("{origin}/oauth2/callback");
+    let authorize = format!(
+        "{}/auth?client_id=other&response_type=code&scope=openid%20email&redirect_uri={}&state=s&nonce=n&code_challenge={challenge}&code_challenge_method=S256",
+        idp.issuer,
+        url::form_urlencoded::byte_serialize(redirect.as_bytes()).collect::<String>()
+    );
+    let mut url = authorize;
+    let mut resp = b.get(&url).send().await.unwrap();
+    let code = loop {
+        if resp.status().is_redirection() {
+            let next = resp.url().join(resp.headers()["location"].to_str().unwrap()).unwrap();
+            if next.as_str().starts_with(&redirect) {
+                break next.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+            }
+            url = next.to_string();
+            resp = b.get(&url).send().await.unwrap();
+        } else {
+            let body = resp.text().await.unwrap();
+            let action = body
+                .split("action=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap()
+                .to_owned();
+            let next = reqwest::Url::parse(&url).unwrap().join(&action).unwrap().to_string();
+            resp = b
+                .post(&next)
+                .form(&[("login", "alice"), ("password", "alice-pw")])
+                .send()
+                .await
+                .unwrap();
+            url = next;
+        }
+    };
+    let tokens: serde_json::Value = b
+        .post(format!("{}/token", idp.issuer))
+        .basic_auth("other", Some("other-secret"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect.as_str()),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    tokens["id_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_apps_on_two_providers_keep_separate_identities_and_github_policy_applies() {
+    let env = AuthEnv::start_with("", serde_json::json!({}), |ca, config| {
+        let origins = ["code.example.com", "infra.example.com"].map(|h| AuthEnv::origin(config, h));
+        let github = Idp::start_script(
+            ca,
+            "github.mjs",
+            serde_json::json!({
+                "public_host": "localhost",
+                "clients": [{ "client_id": "gh-client", "client_secret": "gh-secret",
+                              "redirect_uris": origins.iter().map(|o| format!("{o}/oauth2/callback")).collect::<Vec<_>>() }],
+                "users": [{ "login": "octocat", "password": "octo-pw", "id": 583231, "name": "The Octocat",
+                            "emails": [{ "email": "octocat@example.com", "primary": true, "verified": true }],
+                            "orgs": ["acme"], "teams": [{ "org": "acme", "slug": "platform" }] }],
+            }),
+        );
+        Extra {
+            providers: format!(
+                "  gh: {{ type: github, client_id: gh-client, client_secret_env: GH_SECRET, login_url: \"{0}\", api_url: \"{0}/api/v3\", ca_file: ca.pem }}\n",
+                github.issuer
+            ),
+            apps: vec![
+                ("code".into(), "code.example.com".into(), "auth: { provider: gh, github_org: [acme] }\n".into()),
+                ("infra".into(), "infra.example.com".into(), "auth: { provider: gh, github_team: [acme/sre] }\n".into()),
+            ],
+            env: vec![("GH_SECRET".into(), "gh-secret".into())],
+            idp: Some(github),
+        }
+    })
+    .await;
+    let b = env.browser();
+    let (resp, visited) = browse(&b, &env.url("app1.example.com", "/a"), "alice", "alice-pw").await;
+    assert_eq!(resp.status(), 200, "{visited:?}");
+    let (resp, visited) = browse(&b, &env.url("code.example.com", "/b"), "octocat", "octo-pw").await;
+    assert_eq!(resp.status(), 200, "{visited:?}\n{}", env.gw.logs());
+    let echo: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(header(&echo, "x-auth-request-user"), Some("583231"));
+    assert_eq!(header(&echo, "x-auth-request-preferred-username"), Some("octocat"));
+    assert_eq!(header(&echo, "x-auth-request-email"), Some("octocat@example.com"));
+    // Both sessions live side by side, each under its own cookie.
+    let cookies = (
+        b.cookie(&env.url("app1.example.com", "/"), "_authgate_corp"),
+        b.cookie(&env.url("code.example.com", "/"), "_authgate_gh"),
+    );
+    assert!(cookies.0.is_some() && cookies.1.is_some(), "{cookies:?}");
+    let r = b.get(env.url("app1.example.com", "/c")).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "corp session untouched: {:?} {}",
+        r.headers(),
+        env.gw.logs()
+    );
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        header(&echo, "x-auth-request-email"),
+        Some("alice@example.com"),
+        "corp identity untouched"
+    );
+    // The GitHub team rule refuses octocat (platform, not sre) on infra, with the same session.
+    assert_eq!(
+        b.get(env.url("infra.example.com", "/")).send().await.unwrap().status(),
+        403
+    );
 }

@@ -161,7 +161,12 @@ pub async fn browse(
             resp = client.get(&next).send().await.unwrap();
             continue;
         }
-        if status == 200 && current.path().starts_with("/interaction/") {
+        let is_form = resp
+            .headers()
+            .get("content-type")
+            .is_some_and(|c| c.to_str().unwrap_or("").starts_with("text/html"))
+            && !current.host_str().unwrap_or("").ends_with("example.com");
+        if status == 200 && is_form {
             let body = resp.text().await.unwrap();
             let action = body
                 .split("action=\"")
