@@ -8,12 +8,11 @@ deps:
 certs: deps
 	@certs/make-dev-certs.sh
 
-# The gateway on config/ with the dev certificate and two echo upstreams (127.0.0.1:9001, :9002).
+# The gateway on config/ with the dev certificate, in-memory sessions, two echo upstreams and
+# the local OpenID provider with demo users (see config/run-dev.sh).
 run: certs
 	cargo build --release -p authgate
-	@trap 'kill 0' EXIT; \
-	target/release/authgate echo -l 127.0.0.1:9001 -l 127.0.0.1:9002 & \
-	target/release/authgate run -c config/gateway.yaml
+	config/run-dev.sh
 
 # Formatting, lints, and every unit and integration test.
 test: deps

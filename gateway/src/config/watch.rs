@@ -155,7 +155,12 @@ impl Reloader {
     async fn reload_blocking(&self, force: bool) -> Option<WatchSet> {
         let state = self.state.clone();
         match tokio::task::spawn_blocking(move || reload(&state, force)).await {
-            Ok((_, dirs)) => dirs,
+            Ok((outcome, dirs)) => {
+                if matches!(outcome, ReloadOutcome::Applied { .. }) {
+                    warm_up_providers(&self.state);
+                }
+                dirs
+            }
             Err(e) => {
                 tracing::error!(error = %e, "reload task failed");
                 None
@@ -189,9 +194,20 @@ fn rewatch(watcher: &mut notify::RecommendedWatcher, watched: &mut BTreeSet<Path
     *watched = wanted;
 }
 
+/// Fetches identity providers' metadata in the background, so first logins do not wait.
+fn warm_up_providers(state: &State) {
+    if let Some(auth) = state.snapshot().auth.clone() {
+        for provider in auth.providers.values() {
+            let provider = provider.clone();
+            tokio::spawn(async move { provider.warm_up().await });
+        }
+    }
+}
+
 #[async_trait]
 impl BackgroundService for Reloader {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        warm_up_providers(&self.state);
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
         let current = Arc::new(RwLock::new(self.initial.clone()));
         let filter = current.clone();
