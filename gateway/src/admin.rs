@@ -43,12 +43,19 @@ impl ServeHttp for Admin {
             "/ping" => respond(StatusCode::OK, "text/plain", "OK\n"),
             "/ready" => {
                 let snapshot = self.state.snapshot();
+                let store_ready = self.state.sessions.ready().await;
                 let body = serde_json::json!({
-                    "status": "ready",
+                    "status": if store_ready { "ready" } else { "session store unavailable" },
                     "config_generation": snapshot.generation,
                     "apps": snapshot.routes.len(),
+                    "session_store": store_ready,
                 });
-                respond(StatusCode::OK, "application/json", body.to_string())
+                let status = if store_ready {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                respond(status, "application/json", body.to_string())
             }
             "/metrics" => {
                 self.state.refresh_backend_gauges();

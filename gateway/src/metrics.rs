@@ -43,6 +43,22 @@ pub struct Metrics {
     pub logins: IntCounterVec,
     /// `authgate_session_refreshes_total{provider,result}`: refreshed, refused, unavailable.
     pub session_refreshes: IntCounterVec,
+    /// `authgate_session_cache_requests_total{result}`: hit or miss of the in-process cache.
+    pub session_cache: IntCounterVec,
+    /// `authgate_redis_command_seconds{op}`: Redis command latency.
+    pub redis_latency: HistogramVec,
+    /// `authgate_redis_errors_total{op,kind}`: Redis errors by kind (timeout, connection, readonly, ...).
+    pub redis_errors: IntCounterVec,
+    /// `authgate_redis_master_resolutions_total{trigger,result}`: finding the master through Sentinel.
+    pub redis_resolutions: IntCounterVec,
+    /// `authgate_redis_failovers_total`: master changes observed.
+    pub redis_failovers: prometheus::IntCounter,
+    /// `authgate_redis_replayed_writes_total{result}`: journal writes replayed after a master change.
+    pub redis_replayed: IntCounterVec,
+    /// `authgate_redis_pubsub_connected`: 1 while the invalidation subscription is up.
+    pub redis_pubsub_connected: IntGauge,
+    /// `authgate_session_invalidations_total{direction}`: sign-out invalidations sent and received.
+    pub invalidations: IntCounterVec,
 }
 
 impl Metrics {
@@ -139,6 +155,58 @@ impl Metrics {
             ),
             &["provider", "result"],
         )?;
+        let session_cache = IntCounterVec::new(
+            Opts::new(
+                "authgate_session_cache_requests_total",
+                "Session cache lookups by result",
+            ),
+            &["result"],
+        )?;
+        let redis_latency = HistogramVec::new(
+            HistogramOpts::new("authgate_redis_command_seconds", "Redis command latency").buckets(vec![
+                0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
+            &["op"],
+        )?;
+        let redis_errors = IntCounterVec::new(
+            Opts::new("authgate_redis_errors_total", "Redis errors by operation and kind"),
+            &["op", "kind"],
+        )?;
+        let redis_resolutions = IntCounterVec::new(
+            Opts::new(
+                "authgate_redis_master_resolutions_total",
+                "Redis master look-ups by trigger and result",
+            ),
+            &["trigger", "result"],
+        )?;
+        let redis_failovers =
+            prometheus::IntCounter::new("authgate_redis_failovers_total", "Redis master changes observed")?;
+        let redis_replayed = IntCounterVec::new(
+            Opts::new(
+                "authgate_redis_replayed_writes_total",
+                "Session writes replayed on a new master",
+            ),
+            &["result"],
+        )?;
+        let redis_pubsub_connected = IntGauge::new(
+            "authgate_redis_pubsub_connected",
+            "1 while the session invalidation subscription is up",
+        )?;
+        let invalidations = IntCounterVec::new(
+            Opts::new(
+                "authgate_session_invalidations_total",
+                "Sign-out invalidations sent and received",
+            ),
+            &["direction"],
+        )?;
+        registry.register(Box::new(session_cache.clone()))?;
+        registry.register(Box::new(redis_latency.clone()))?;
+        registry.register(Box::new(redis_errors.clone()))?;
+        registry.register(Box::new(redis_resolutions.clone()))?;
+        registry.register(Box::new(redis_failovers.clone()))?;
+        registry.register(Box::new(redis_replayed.clone()))?;
+        registry.register(Box::new(redis_pubsub_connected.clone()))?;
+        registry.register(Box::new(invalidations.clone()))?;
         registry.register(Box::new(auth_decisions.clone()))?;
         registry.register(Box::new(logins.clone()))?;
         registry.register(Box::new(session_refreshes.clone()))?;
@@ -171,6 +239,14 @@ impl Metrics {
             auth_decisions,
             logins,
             session_refreshes,
+            session_cache,
+            redis_latency,
+            redis_errors,
+            redis_resolutions,
+            redis_failovers,
+            redis_replayed,
+            redis_pubsub_connected,
+            invalidations,
         })
     }
 

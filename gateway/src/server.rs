@@ -43,7 +43,43 @@ pub enum StartError {
 pub fn check(config_path: &Path) -> Result<Snapshot, StartError> {
     let metrics = Arc::new(Metrics::new()?);
     let config = config::load(config_path)?;
-    Ok(Snapshot::build(config, None, &metrics)?)
+    let store_errors = session_store_errors(&config, &metrics).err();
+    let snapshot = Snapshot::build(config, None, &metrics);
+    match (snapshot, store_errors) {
+        (Ok(s), None) => Ok(s),
+        (Ok(_), Some(e)) => Err(e.into()),
+        (Err(mut e), Some(more)) => {
+            e.0.extend(more.0);
+            Err(e.into())
+        }
+        (Err(e), None) => Err(e.into()),
+    }
+}
+
+fn session_store_errors(
+    config: &config::Config,
+    metrics: &Arc<Metrics>,
+) -> Result<crate::session::OpenedStore, ConfigErrors> {
+    crate::session::open_store(&config.gateway.sessions, metrics).map_err(|list| {
+        ConfigErrors(
+            list.into_iter()
+                .map(|(f, m)| config::ConfigError::new(&config.main_path, f, m))
+                .collect(),
+        )
+    })
+}
+
+/// Starts the Redis store's background tasks (subscriber, Sentinel events) in a service runtime.
+struct StoreTasks(Option<Arc<crate::session::redis_store::RedisStore>>);
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for StoreTasks {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        if let Some(store) = &self.0 {
+            store.start();
+        }
+        let _ = shutdown.changed().await;
+    }
 }
 
 /// Builds every service from the configuration at `config_path` and serves until a signal
@@ -53,10 +89,10 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
     let config = config::load(config_path)?;
     let watch = watch_set(&config);
     let server_section = config.gateway.server.clone();
+    let (sessions, redis) = session_store_errors(&config, &metrics)?;
     let snapshot = Snapshot::build(config, None, &metrics)?;
     let listen = snapshot.settings.listen.clone();
     let apps = snapshot.routes.len();
-    let sessions = Arc::new(crate::session::MemoryStore::new());
     let state = Arc::new(State::new(snapshot, metrics, config_path.to_path_buf(), sessions));
 
     let threads = server_section
@@ -101,6 +137,7 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
     }
     server.add_service(background_service("reloader", Reloader::new(state.clone(), watch)));
     server.add_service(background_service("health-checks", HealthChecker::new(state)));
+    server.add_service(background_service("session-store", StoreTasks(redis)));
 
     tracing::info!(https = %listen.https, http = ?listen.http, admin = ?listen.admin, apps, threads, "authgate starting");
     server.bootstrap();

@@ -7,145 +7,9 @@
 mod common;
 
 use base64::Engine;
+use common::authenv::*;
 use common::idp::{browse, browser, Idp};
 use common::*;
-
-const COOKIE_SECRET: &str = "AUTHGATE_TEST_COOKIE_SECRETS";
-const CLIENT_SECRET: &str = "corp-test-secret";
-
-fn cookie_key() -> String {
-    base64::engine::general_purpose::STANDARD.encode([7u8; 32])
-}
-
-struct AuthEnv {
-    ca: TestCa,
-    config: ConfigDir,
-    gw: Gateway,
-    idp: Idp,
-    _upstream: Upstream,
-    _extra_idp: Option<Idp>,
-}
-
-/// More providers (YAML under `providers:`), apps `(file, host, extra YAML)`, environment
-/// variables, and a provider process to keep alive.
-#[derive(Default)]
-struct Extra {
-    providers: String,
-    apps: Vec<(String, String, String)>,
-    env: Vec<(String, String)>,
-    idp: Option<Idp>,
-}
-
-impl AuthEnv {
-    fn origin(config: &ConfigDir, host: &str) -> String {
-        format!("https://{host}:{}", config.https.port())
-    }
-
-    /// A gateway with provider `corp` and apps: app1 (example.com emails; skip and API
-    /// routes; bearer JWTs; tokens upstream), admin (group admins), public (no auth).
-    async fn start(cookie_extra: &str, ttl: serde_json::Value) -> AuthEnv {
-        Self::start_with(cookie_extra, ttl, |_, _| Extra::default()).await
-    }
-
-    /// As [`AuthEnv::start`], plus what `extra` adds once the CA and ports are known.
-    async fn start_with(
-        cookie_extra: &str,
-        ttl: serde_json::Value,
-        extra: impl FnOnce(&TestCa, &ConfigDir) -> Extra,
-    ) -> AuthEnv {
-        let upstream = Upstream::start("echo").await;
-        let ca = TestCa::new();
-        let config = ConfigDir::new();
-        let hosts = ["app1.example.com", "admin.example.com", "public.example.com"];
-        let origins: Vec<String> = hosts.iter().map(|h| Self::origin(&config, h)).collect();
-        let idp = Idp::start(&ca, "gateway", CLIENT_SECRET, &origins, ttl);
-        let extra = extra(&ca, &config);
-        std::fs::write(config.path().join("ca.pem"), ca.cert_pem()).unwrap();
-        let (crt, key) = ca.write_leaf(config.path(), "wildcard", &["*.example.com"]);
-        config.write_main(
-            &[(&crt, &key)],
-            &format!(
-                "cookie: {{ name: _authgate, domain: .example.com, secrets_env: {COOKIE_SECRET}, expire: 2h{cookie_extra} }}\n\
-                 providers:\n  corp: {{ type: oidc, issuer_url: \"{}\", client_id: gateway, client_secret_env: CORP_SECRET,\n\
-                 \x20        scopes: [openid, email, profile, groups], ca_file: ca.pem, end_session: false }}\n{}",
-                idp.issuer, extra.providers
-            ),
-        );
-        config.write_app(
-            "app1",
-            &app_yaml(
-                "app1.example.com",
-                &[upstream.addr],
-                "auth:\n  provider: corp\n  email_domains: [example.com]\n  skip_auth_routes: [\"GET=^/healthz$\", \"^/public/\"]\n\
-                 \x20 api_routes: [\"^/api/\"]\n  skip_jwt_bearer_tokens: true\n  pass_access_token: true\n  set_authorization_header: true\n",
-            ),
-        );
-        config.write_app(
-            "admin",
-            &app_yaml(
-                "admin.example.com",
-                &[upstream.addr],
-                "auth: { provider: corp, email_domains: [\"*\"], allowed_groups: [admins] }\n",
-            ),
-        );
-        config.write_app("public", &app_yaml("public.example.com", &[upstream.addr], ""));
-        for (name, host, auth) in &extra.apps {
-            config.write_app(name, &app_yaml(host, &[upstream.addr], auth));
-        }
-        let key = cookie_key();
-        let mut env: Vec<(&str, &str)> = vec![(COOKIE_SECRET, key.as_str()), ("CORP_SECRET", CLIENT_SECRET)];
-        env.extend(extra.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let gw = Gateway::start_with_env(&config, &env).await;
-        AuthEnv {
-            ca,
-            config,
-            gw,
-            idp,
-            _upstream: upstream,
-            _extra_idp: extra.idp,
-        }
-    }
-
-    fn url(&self, host: &str, path: &str) -> String {
-        format!("{}{path}", Self::origin(&self.config, host))
-    }
-
-    fn browser(&self) -> common::idp::Browser {
-        browser(
-            &self.ca,
-            self.gw.https,
-            &[
-                "app1.example.com",
-                "admin.example.com",
-                "public.example.com",
-                "code.example.com",
-                "infra.example.com",
-            ],
-        )
-    }
-
-    /// Logs `user` in through app1 and returns the browser and what the upstream saw.
-    async fn login(&self, host: &str, user: &str) -> (common::idp::Browser, serde_json::Value) {
-        let b = self.browser();
-        let (resp, visited) = browse(&b, &self.url(host, "/private?x=1"), user, &format!("{user}-pw")).await;
-        assert_eq!(
-            resp.status(),
-            200,
-            "login of {user} ended at {visited:?}: {}\n{}",
-            self.gw.logs(),
-            self.idp.logs()
-        );
-        assert!(
-            visited.last().unwrap().ends_with("/private?x=1"),
-            "back where the user started: {visited:?}"
-        );
-        (b, resp.json().await.unwrap())
-    }
-}
-
-fn header<'a>(echo: &'a serde_json::Value, name: &str) -> Option<&'a str> {
-    echo["headers"][name][0].as_str()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn full_login_gives_the_upstream_identity_headers_and_nothing_spoofed() {
@@ -832,6 +696,7 @@ async fn two_apps_on_two_providers_keep_separate_identities_and_github_policy_ap
             ],
             env: vec![("GH_SECRET".into(), "gh-secret".into())],
             idp: Some(github),
+            ..Extra::default()
         }
     })
     .await;

@@ -201,6 +201,18 @@ async fn refresh(
         state.release_refresh_lock(&ticket.id);
         return Ok(Some((ticket, latest)));
     }
+    // Across replicas: a short Redis lock. The loser waits for the winner's result.
+    match store.lock(&ticket, std::time::Duration::from_secs(10)).await {
+        Ok(true) => {}
+        Ok(false) => {
+            state.release_refresh_lock(&ticket.id);
+            return Ok(Some((ticket.clone(), wait_for_refresh(req, &ticket, latest).await)));
+        }
+        Err(_) => {
+            state.release_refresh_lock(&ticket.id);
+            return Err(Page::STORE_UNAVAILABLE);
+        }
+    }
     let provider = &req.auth.provider;
     let result = match provider.refresh(&latest).await {
         Ok(fresh) => {
@@ -248,8 +260,25 @@ async fn refresh(
             Ok(Some((ticket.clone(), stale)))
         }
     };
+    let _ = store.unlock(&ticket).await;
     state.release_refresh_lock(&ticket.id);
     result
+}
+
+/// Another replica is refreshing this session: wait (briefly) for its result, else keep
+/// serving the session as it is.
+async fn wait_for_refresh(req: &Request<'_>, ticket: &Ticket, stale: Arc<Session>) -> Arc<Session> {
+    let store = &req.state.sessions;
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        store.forget_cached(ticket).await;
+        if let Ok(Some(s)) = store.load(ticket).await {
+            if s.refreshed_at != stale.refreshed_at {
+                return s;
+            }
+        }
+    }
+    stale
 }
 
 /// Decides what to do with a request to a protected (not skipped) route. `api` forces API

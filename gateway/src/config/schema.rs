@@ -59,6 +59,117 @@ pub struct GatewayFile {
     /// Directory with a `sign_in.html` that replaces the built-in sign-in page.
     #[serde(default)]
     pub templates_dir: Option<PathBuf>,
+    /// Where sessions are kept (read at start; changing it needs a restart).
+    #[serde(default)]
+    pub sessions: SessionsSection,
+}
+
+/// `sessions:` section.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsSection {
+    /// `memory` (one instance) or `redis` (shared by every replica).
+    #[serde(default)]
+    pub store: StoreKind,
+    /// The in-process cache in front of Redis.
+    #[serde(default)]
+    pub cache: CacheSpec,
+    /// Redis settings, required with `store: redis`.
+    #[serde(default)]
+    pub redis: Option<RedisSpec>,
+}
+
+/// `sessions.store` values.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// In this process's memory.
+    #[default]
+    Memory,
+    /// Redis (standalone or Sentinel), with an in-process cache.
+    Redis,
+}
+
+/// `sessions.cache`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSpec {
+    /// Most sessions kept in memory.
+    pub max_entries: u64,
+    /// How long a cached session is trusted before Redis is asked again.
+    pub ttl: HumanDuration,
+}
+
+impl Default for CacheSpec {
+    fn default() -> Self {
+        Self {
+            max_entries: 100_000,
+            ttl: HumanDuration(Duration::from_secs(30)),
+        }
+    }
+}
+
+/// `sessions.redis`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSpec {
+    /// Sentinel discovery (production).
+    #[serde(default)]
+    pub sentinel: Option<SentinelSpec>,
+    /// A standalone server, `redis://host:port/db` (development).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Environment variable holding the ACL username of the data nodes.
+    #[serde(default)]
+    pub username_env: Option<String>,
+    /// Environment variable holding the password of the data nodes.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Every key and pub/sub channel starts with this (a `{hash tag}` keeps them in one slot).
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// Connect and command timeouts.
+    #[serde(default)]
+    pub timeouts: RedisTimeouts,
+}
+
+fn default_key_prefix() -> String {
+    "authgate:".to_owned()
+}
+
+/// `sessions.redis.sentinel`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelSpec {
+    /// The monitored master's name.
+    pub master: String,
+    /// Sentinel addresses, `host:port`.
+    pub addresses: Vec<String>,
+    /// Environment variable with the sentinels' own ACL username, if they require one.
+    #[serde(default)]
+    pub username_env: Option<String>,
+    /// Environment variable with the sentinels' own password, if they require one.
+    #[serde(default)]
+    pub password_env: Option<String>,
+}
+
+/// `sessions.redis.timeouts`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisTimeouts {
+    /// Connecting to a node.
+    pub connect: HumanDuration,
+    /// One command (or pipeline), `WAIT` included.
+    pub command: HumanDuration,
+}
+
+impl Default for RedisTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: HumanDuration(Duration::from_millis(500)),
+            command: HumanDuration(Duration::from_millis(250)),
+        }
+    }
 }
 
 /// `cookie:` section.

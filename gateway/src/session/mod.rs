@@ -5,6 +5,7 @@
 //! addressed by the id; a store that leaves the process (Redis) keeps only the session sealed
 //! with the per-session key, so neither a store dump nor a cookie alone reveals anything.
 
+pub mod redis_store;
 pub mod seal;
 pub mod store;
 
@@ -107,6 +108,77 @@ impl Ticket {
     /// The session id as lower-case hex (for store keys).
     pub fn id_hex(&self) -> String {
         self.id.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// A session store and, when it is Redis, the handle whose background tasks must be started.
+pub type OpenedStore = (
+    std::sync::Arc<dyn Store>,
+    Option<std::sync::Arc<redis_store::RedisStore>>,
+);
+
+/// The store configured in `sessions:`, and the Redis store when there is one (its background
+/// tasks must be started inside a runtime). Errors are `(field, message)` of the main file.
+pub fn open_store(
+    section: &crate::config::schema::SessionsSection,
+    metrics: &std::sync::Arc<crate::metrics::Metrics>,
+) -> Result<OpenedStore, Vec<(String, String)>> {
+    use crate::config::schema::StoreKind;
+    match section.store {
+        StoreKind::Memory => Ok((std::sync::Arc::new(MemoryStore::new()), None)),
+        StoreKind::Redis => {
+            let Some(spec) = &section.redis else {
+                return Err(vec![(
+                    "sessions.redis".into(),
+                    "store: redis needs a redis section (sentinel or url)".into(),
+                )]);
+            };
+            let mut errors = Vec::new();
+            let mut env = |field: &str, var: &Option<String>| match var {
+                None => None,
+                Some(v) => match crate::auth::secret_from_env(v) {
+                    Ok(value) => Some(value),
+                    Err(e) => {
+                        errors.push((format!("sessions.redis.{field}"), e));
+                        None
+                    }
+                },
+            };
+            let username = env("username_env", &spec.username_env);
+            let password = env("password_env", &spec.password_env);
+            let sentinel_username = spec
+                .sentinel
+                .as_ref()
+                .and_then(|s| env("sentinel.username_env", &s.username_env));
+            let sentinel_password = spec
+                .sentinel
+                .as_ref()
+                .and_then(|s| env("sentinel.password_env", &s.password_env));
+            let prefix_ok = !spec.key_prefix.is_empty() && spec.key_prefix.bytes().all(|b| b.is_ascii_graphic());
+            if !prefix_ok {
+                errors.push((
+                    "sessions.redis.key_prefix".into(),
+                    "must be printable ASCII without spaces, e.g. \"authgate:{prod}:\"".into(),
+                ));
+            }
+            if section.cache.max_entries == 0 {
+                errors.push(("sessions.cache.max_entries".into(), "must be at least 1".into()));
+            }
+            if !errors.is_empty() {
+                return Err(errors);
+            }
+            let settings = redis_store::RedisSettings {
+                spec: spec.clone(),
+                username,
+                password,
+                sentinel_username,
+                sentinel_password,
+                cache: section.cache,
+            };
+            let store = redis_store::RedisStore::new(settings, metrics.clone())
+                .map_err(|e| vec![("sessions.redis".into(), e)])?;
+            Ok((store.clone(), Some(store)))
+        }
     }
 }
 

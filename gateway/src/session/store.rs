@@ -23,10 +23,20 @@ pub trait Store: Send + Sync {
     async fn load(&self, ticket: &Ticket) -> Result<Option<Arc<Session>>, StoreError>;
     /// Creates or replaces the session of `ticket`; it expires at `session.expires_at`.
     async fn save(&self, ticket: &Ticket, session: Arc<Session>) -> Result<(), StoreError>;
-    /// Deletes the session of `ticket` (sign-out).
+    /// Deletes the session of `ticket` (sign-out), everywhere it may be cached.
     async fn delete(&self, ticket: &Ticket) -> Result<(), StoreError>;
     /// True when the store can serve requests (for `/ready`).
     async fn ready(&self) -> bool;
+    /// Takes a short lock on the session (refresh); `false` when another holder has it.
+    async fn lock(&self, _ticket: &Ticket, _ttl: std::time::Duration) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    /// Releases [`Store::lock`].
+    async fn unlock(&self, _ticket: &Ticket) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Drops any cached copy of the session, so the next load reads the backing store.
+    async fn forget_cached(&self, _ticket: &Ticket) {}
 }
 
 /// Sessions in this process's memory: fast, lost on restart, not shared between replicas.

@@ -2,6 +2,7 @@
 //! `authgate` binary started on free loopback ports, and clients that verify against the CA.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod authenv;
 pub mod certs;
 pub mod idp;
 
@@ -132,10 +133,21 @@ impl Gateway {
 
     /// Starts the gateway with extra environment variables (secrets).
     pub async fn start_with_env(config: &ConfigDir, env: &[(&str, &str)]) -> Gateway {
-        let log = config.path().join("gateway.log");
+        Self::start_file(&config.main_file(), config.https, config.http, config.admin, env).await
+    }
+
+    /// Starts the gateway on main file `main`, whose listeners are the given addresses.
+    pub async fn start_file(
+        main: &Path,
+        https: SocketAddr,
+        http: SocketAddr,
+        admin: SocketAddr,
+        env: &[(&str, &str)],
+    ) -> Gateway {
+        let log = main.with_extension("log");
         let child = Command::new(binary())
             .args(["run", "-c"])
-            .arg(config.main_file())
+            .arg(main)
             .envs(env.iter().copied())
             .env("AUTHGATE_LOG", "info,pingora_core=warn,pingora_proxy=warn")
             .stdout(Stdio::null())
@@ -144,9 +156,9 @@ impl Gateway {
             .unwrap();
         let mut gw = Gateway {
             child,
-            https: config.https,
-            http: config.http,
-            admin: config.admin,
+            https,
+            http,
+            admin,
             log,
         };
         gw.wait_ready().await;

@@ -1,0 +1,180 @@
+//! A gateway with provider `corp` (a real OpenID provider) and a few apps, for the auth and
+//! session tests.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use base64::Engine;
+
+use super::idp::{browse, browser, Browser, Idp};
+use super::*;
+
+pub const COOKIE_SECRET: &str = "AUTHGATE_TEST_COOKIE_SECRETS";
+pub const CLIENT_SECRET: &str = "corp-test-secret";
+
+pub fn cookie_key() -> String {
+    base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+}
+
+pub struct AuthEnv {
+    pub ca: TestCa,
+    pub config: ConfigDir,
+    pub gw: Gateway,
+    pub idp: Idp,
+    pub upstream: Upstream,
+    pub extra_idp: Option<Idp>,
+    /// A second gateway on the same configuration (other ports), when asked for.
+    pub gw_b: Option<Gateway>,
+}
+
+/// More providers (YAML under `providers:`), apps `(file, host, extra YAML)`, environment
+/// variables, and a provider process to keep alive.
+#[derive(Default)]
+pub struct Extra {
+    pub providers: String,
+    pub apps: Vec<(String, String, String)>,
+    pub env: Vec<(String, String)>,
+    pub idp: Option<Idp>,
+    /// Appended to the main file (e.g. a `sessions:` section).
+    pub main: String,
+    /// Start a second gateway (`gw_b`) with the same configuration on other ports.
+    pub second_gateway: bool,
+}
+
+impl AuthEnv {
+    pub fn origin(config: &ConfigDir, host: &str) -> String {
+        format!("https://{host}:{}", config.https.port())
+    }
+
+    /// A gateway with provider `corp` and apps: app1 (example.com emails; skip and API
+    /// routes; bearer JWTs; tokens upstream), admin (group admins), public (no auth).
+    pub async fn start(cookie_extra: &str, ttl: serde_json::Value) -> AuthEnv {
+        Self::start_with(cookie_extra, ttl, |_, _| Extra::default()).await
+    }
+
+    /// As [`AuthEnv::start`], plus what `extra` adds once the CA and ports are known.
+    pub async fn start_with(
+        cookie_extra: &str,
+        ttl: serde_json::Value,
+        extra: impl FnOnce(&TestCa, &ConfigDir) -> Extra,
+    ) -> AuthEnv {
+        let upstream = Upstream::start("echo").await;
+        let ca = TestCa::new();
+        let config = ConfigDir::new();
+        let hosts = ["app1.example.com", "admin.example.com", "public.example.com"];
+        let b_ports = ConfigDir::new();
+        let mut origins: Vec<String> = hosts.iter().map(|h| Self::origin(&config, h)).collect();
+        origins.extend(hosts.iter().map(|h| Self::origin(&b_ports, h)));
+        let idp = Idp::start(&ca, "gateway", CLIENT_SECRET, &origins, ttl);
+        let extra = extra(&ca, &config);
+        std::fs::write(config.path().join("ca.pem"), ca.cert_pem()).unwrap();
+        let (crt, key) = ca.write_leaf(config.path(), "wildcard", &["*.example.com"]);
+        config.write_main(
+            &[(&crt, &key)],
+            &format!(
+                "cookie: {{ name: _authgate, domain: .example.com, secrets_env: {COOKIE_SECRET}, expire: 2h{cookie_extra} }}\n\
+                 providers:\n  corp: {{ type: oidc, issuer_url: \"{}\", client_id: gateway, client_secret_env: CORP_SECRET,\n\
+                 \x20        scopes: [openid, email, profile, groups], ca_file: ca.pem, end_session: false }}\n{}{}",
+                idp.issuer, extra.providers, extra.main
+            ),
+        );
+        config.write_app(
+            "app1",
+            &app_yaml(
+                "app1.example.com",
+                &[upstream.addr],
+                "auth:\n  provider: corp\n  email_domains: [example.com]\n  skip_auth_routes: [\"GET=^/healthz$\", \"^/public/\"]\n\
+                 \x20 api_routes: [\"^/api/\"]\n  skip_jwt_bearer_tokens: true\n  pass_access_token: true\n  set_authorization_header: true\n",
+            ),
+        );
+        config.write_app(
+            "admin",
+            &app_yaml(
+                "admin.example.com",
+                &[upstream.addr],
+                "auth: { provider: corp, email_domains: [\"*\"], allowed_groups: [admins] }\n",
+            ),
+        );
+        config.write_app("public", &app_yaml("public.example.com", &[upstream.addr], ""));
+        for (name, host, auth) in &extra.apps {
+            config.write_app(name, &app_yaml(host, &[upstream.addr], auth));
+        }
+        let key = cookie_key();
+        let mut env: Vec<(&str, &str)> = vec![(COOKIE_SECRET, key.as_str()), ("CORP_SECRET", CLIENT_SECRET)];
+        env.extend(extra.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let gw = Gateway::start_with_env(&config, &env).await;
+        let gw_b = if extra.second_gateway {
+            let main = std::fs::read_to_string(config.main_file()).unwrap();
+            let main_b = main
+                .replace(&config.https.to_string(), &b_ports.https.to_string())
+                .replace(&config.http.to_string(), &b_ports.http.to_string())
+                .replace(&config.admin.to_string(), &b_ports.admin.to_string());
+            let path = config.path().join("gateway-b.yaml");
+            std::fs::write(&path, main_b).unwrap();
+            Some(Gateway::start_file(&path, b_ports.https, b_ports.http, b_ports.admin, &env).await)
+        } else {
+            None
+        };
+        AuthEnv {
+            ca,
+            config,
+            gw,
+            idp,
+            upstream,
+            extra_idp: extra.idp,
+            gw_b,
+        }
+    }
+
+    pub fn url(&self, host: &str, path: &str) -> String {
+        format!("{}{path}", Self::origin(&self.config, host))
+    }
+
+    pub fn browser(&self) -> Browser {
+        browser(
+            &self.ca,
+            self.gw.https,
+            &[
+                "app1.example.com",
+                "admin.example.com",
+                "public.example.com",
+                "code.example.com",
+                "infra.example.com",
+            ],
+        )
+    }
+
+    /// Logs `user` in through app1 and returns the browser and what the upstream saw.
+    pub async fn login(&self, host: &str, user: &str) -> (Browser, serde_json::Value) {
+        let b = self.browser();
+        let (resp, visited) = browse(&b, &self.url(host, "/private?x=1"), user, &format!("{user}-pw")).await;
+        assert_eq!(
+            resp.status(),
+            200,
+            "login of {user} ended at {visited:?}: {}\n{}",
+            self.gw.logs(),
+            self.idp.logs()
+        );
+        assert!(
+            visited.last().unwrap().ends_with("/private?x=1"),
+            "back where the user started: {visited:?}"
+        );
+        (b, resp.json().await.unwrap())
+    }
+    /// A browser whose app hosts go to the second gateway.
+    pub fn browser_b(&self) -> Browser {
+        let gw = self.gw_b.as_ref().unwrap();
+        browser(
+            &self.ca,
+            gw.https,
+            &["app1.example.com", "admin.example.com", "public.example.com"],
+        )
+    }
+
+    /// An URL on the second gateway.
+    pub fn url_b(&self, host: &str, path: &str) -> String {
+        format!("https://{host}:{}{path}", self.gw_b.as_ref().unwrap().https.port())
+    }
+}
+
+pub fn header<'a>(echo: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    echo["headers"][name][0].as_str()
+}
