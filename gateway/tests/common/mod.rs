@@ -5,6 +5,7 @@
 pub mod authenv;
 pub mod certs;
 pub mod idp;
+pub mod redis;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};

@@ -1,0 +1,354 @@
+//! Shared sessions over real Redis + Sentinel (Debian's redis-server and redis-sentinel started
+//! by the harness: one master, replicas, three sentinels, an ACL user): two gateways sharing
+//! sign-ins, sign-out reaching every replica, the cache making no Redis call, Redis outages,
+//! and failovers graceful and brutal.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::authenv::*;
+use common::idp::{browse, Browser};
+use common::redis::RedisTopology;
+
+fn sessions_yaml(redis: &RedisTopology, cache_ttl: &str) -> String {
+    let addrs: Vec<String> = redis.sentinel_addrs().iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        "sessions:\n  store: redis\n  cache: {{ max_entries: 1000, ttl: {cache_ttl} }}\n  redis:\n\
+         \x20   sentinel: {{ master: {}, addresses: [{}] }}\n\
+         \x20   username_env: TEST_REDIS_USER\n    password_env: TEST_REDIS_PASSWORD\n    key_prefix: \"authgate:\"\n\
+         \x20   timeouts: {{ connect: 500ms, command: 500ms }}\n",
+        redis.master_name(),
+        addrs.join(", ")
+    )
+}
+
+async fn start(redis: &RedisTopology, cache_ttl: &str) -> AuthEnv {
+    let main = sessions_yaml(redis, cache_ttl);
+    let env = vec![
+        ("TEST_REDIS_USER".to_owned(), redis.username().to_owned()),
+        ("TEST_REDIS_PASSWORD".to_owned(), redis.password().to_owned()),
+    ];
+    AuthEnv::start_with("", serde_json::json!({}), move |_, _| Extra {
+        main,
+        env,
+        second_gateway: true,
+        ..Extra::default()
+    })
+    .await
+}
+
+/// The session cookie of a logged-in browser, as a `Cookie` header value.
+fn cookie_of(env: &AuthEnv, b: &Browser) -> String {
+    format!(
+        "_authgate_corp={}",
+        b.cookie(&env.url("app1.example.com", "/"), "_authgate_corp").unwrap()
+    )
+}
+
+async fn status_with_cookie(client: &reqwest::Client, url: &str, cookie: &str) -> u16 {
+    match client
+        .get(url)
+        .header("cookie", cookie)
+        .header("accept", "application/json")
+        .send()
+        .await
+    {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_gateways_share_sign_ins_and_sign_out_reaches_the_other_within_a_second() {
+    let redis = RedisTopology::start(2);
+    let env = start(&redis, "60s").await;
+    let (a, _) = env.login("app1.example.com", "alice").await;
+    let cookie = cookie_of(&env, &a);
+    let b = env.browser_b();
+    // Valid on B without logging in there; both gateways now have it cached.
+    assert_eq!(
+        status_with_cookie(&b, &env.url_b("app1.example.com", "/x"), &cookie).await,
+        200,
+        "{}",
+        env.gw_b.as_ref().unwrap().logs()
+    );
+    assert_eq!(
+        status_with_cookie(&a, &env.url("app1.example.com", "/x"), &cookie).await,
+        200
+    );
+    // Sign out on B: A refuses the cookie within a second, long before its 60 s cache TTL.
+    let r = b
+        .get(env.url_b("app1.example.com", "/oauth2/sign_out"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let signed_out = Instant::now();
+    loop {
+        let s = status_with_cookie(&env.browser(), &env.url("app1.example.com", "/x"), &cookie).await;
+        if s == 401 {
+            break;
+        }
+        assert_eq!(s, 200);
+        assert!(
+            signed_out.elapsed() < Duration::from_secs(1),
+            "A still accepts the signed-out cookie after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        env.gw
+            .metric("authgate_session_invalidations_total{direction=\"received\"}")
+            .await
+            >= 1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cache_hit_makes_no_redis_command_and_redis_holds_no_plaintext() {
+    let redis = RedisTopology::start(1);
+    let env = start(&redis, "60s").await;
+    let (a, echo) = env.login("app1.example.com", "alice").await;
+    let token = header(&echo, "x-auth-request-access-token").unwrap().to_owned();
+    let master = redis.master_addr();
+    // Nothing readable in Redis: no email, no name, no token.
+    let dump = redis.keys_dump(&master);
+    assert!(!dump.is_empty());
+    for (key, value) in &dump {
+        let text = String::from_utf8_lossy(value);
+        for secret in ["alice", "example.com", token.as_str()] {
+            assert!(
+                !key.contains(secret) && !text.contains(secret),
+                "{key} reveals {secret}"
+            );
+        }
+    }
+    // Warm, then count: cached requests make zero Redis commands.
+    assert_eq!(
+        a.get(env.url("app1.example.com", "/warm"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    redis.reset_stats(&master);
+    for _ in 0..20 {
+        assert_eq!(
+            a.get(env.url("app1.example.com", "/hot"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    assert_eq!(
+        redis.command_count(&master, "get"),
+        0,
+        "cache hits must not reach Redis"
+    );
+    assert!(
+        env.gw
+            .metric("authgate_session_cache_requests_total{result=\"hit\"}")
+            .await
+            >= 20.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_down_serves_cached_sessions_answers_503_otherwise_and_recovers() {
+    let redis = RedisTopology::start(1);
+    let env = start(&redis, "60s").await;
+    let (a, _) = env.login("app1.example.com", "alice").await;
+    let cookie = cookie_of(&env, &a);
+    assert_eq!(
+        a.get(env.url("app1.example.com", "/warm"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    redis.stop_all_data_nodes();
+    // A has the session cached: still served.
+    for _ in 0..5 {
+        assert_eq!(
+            a.get(env.url("app1.example.com", "/cached"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    // B has never seen it: a clear 503, not a login loop and not a 500.
+    let b = env.browser_b();
+    let r = b
+        .get(env.url_b("app1.example.com", "/uncached"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503, "{}", env.gw_b.as_ref().unwrap().logs());
+    assert!(r.text().await.unwrap().contains("temporarily unavailable"));
+    let r = b
+        .get(env.url_b("app1.example.com", "/api/x"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"],
+        "session_store_unavailable"
+    );
+    let ready = reqwest::get(format!("http://{}/ready", env.gw_b.as_ref().unwrap().admin))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    // Redis comes back (empty: no persistence in the harness): service resumes by itself.
+    redis.start_all_data_nodes();
+    redis.wait_settled();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready = reqwest::get(format!("http://{}/ready", env.gw_b.as_ref().unwrap().admin))
+            .await
+            .unwrap();
+        if ready.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "B never became ready again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let fresh = env.browser_b();
+    let (resp, visited) = browse(&fresh, &env.url_b("app1.example.com", "/again"), "alice", "alice-pw").await;
+    assert_eq!(resp.status(), 200, "login works again: {visited:?}");
+}
+
+/// Logs in on A in a stream: `n` logins at least, while `during` (a failover) runs on another
+/// thread and three more after it has finished; a login that meets the failover is retried.
+/// Returns the session cookies.
+async fn login_stream(env: &AuthEnv, n: usize, during: impl FnOnce() + Send + 'static) -> Vec<String> {
+    let mut cookies = Vec::new();
+    let mut during = Some(during);
+    let mut handle: Option<std::thread::JoinHandle<()>> = None;
+    let mut after = 0;
+    let mut i = 0;
+    while i < n || after < 3 {
+        if i == n / 3 {
+            if let Some(f) = during.take() {
+                handle = Some(std::thread::spawn(f));
+            }
+        }
+        if handle.as_ref().is_some_and(|h| h.is_finished()) {
+            after += 1;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let b = env.browser();
+            let (resp, _) = browse(
+                &b,
+                &env.url("app1.example.com", &format!("/login/{i}")),
+                "alice",
+                "alice-pw",
+            )
+            .await;
+            if resp.status() == 200 {
+                cookies.push(cookie_of(env, &b));
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "logins never worked again after the failover"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        i += 1;
+    }
+    if let Some(h) = handle {
+        h.join().unwrap();
+    }
+    cookies
+}
+
+async fn all_valid_on_b(env: &AuthEnv, cookies: &[String]) {
+    let b = env.browser_b();
+    for (i, cookie) in cookies.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let s = status_with_cookie(&b, &env.url_b("app1.example.com", "/check"), cookie).await;
+            if s == 200 {
+                break;
+            }
+            assert_ne!(s, 401, "session {i} was lost in the failover");
+            assert!(Instant::now() < deadline, "session {i}: status {s}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logins_across_a_graceful_failover_are_all_kept() {
+    let redis = std::sync::Arc::new(RedisTopology::start(2));
+    let env = start(&redis, "60s").await;
+    let r = redis.clone();
+    let cookies = login_stream(&env, 12, move || {
+        r.failover();
+    })
+    .await;
+    assert!(cookies.len() >= 12);
+    all_valid_on_b(&env, &cookies).await;
+    assert!(
+        env.gw.metric("authgate_redis_failovers_total").await >= 1.0,
+        "{}",
+        env.gw.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_master_fails_no_cached_request_and_loses_no_session() {
+    let redis = std::sync::Arc::new(RedisTopology::start(2));
+    let env = start(&redis, "60s").await;
+    // Sessions made before the failover, cached on A.
+    let (a, _) = env.login("app1.example.com", "alice").await;
+    let before = cookie_of(&env, &a);
+    assert_eq!(
+        a.get(env.url("app1.example.com", "/warm"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // A steady request loop with the cached session while the master dies.
+    let url = env.url("app1.example.com", "/loop");
+    let client = a.client.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let looper = tokio::spawn(async move {
+        let (mut ok, mut failed) = (0u32, 0u32);
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            match client.get(&url).send().await {
+                Ok(r) if r.status() == 200 => ok += 1,
+                _ => failed += 1,
+            }
+        }
+        (ok, failed)
+    });
+    let r = redis.clone();
+    let cookies = login_stream(&env, 9, move || {
+        let old = r.kill_master();
+        r.wait_new_master(&old);
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = looper.await.unwrap();
+    assert_eq!(failed, 0, "cached requests failed during the failover ({ok} succeeded)");
+    let mut all = vec![before];
+    all.extend(cookies);
+    all_valid_on_b(&env, &all).await;
+}
