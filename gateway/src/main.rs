@@ -35,11 +35,46 @@ enum Command {
         #[arg(short, long, env = "AUTHGATE_CONFIG", default_value = "config/gateway.yaml")]
         config: PathBuf,
     },
+    /// Session tools.
+    Session {
+        #[command(subcommand)]
+        command: SessionCommand,
+    },
     /// Run development upstreams that echo each request back as JSON.
     Echo {
         /// Address to listen on; repeat for several upstreams.
         #[arg(short, long, required = true)]
         listen: Vec<std::net::SocketAddr>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionCommand {
+    /// Create a session in the configured store (Redis, for a running gateway to see it) and
+    /// print its cookie as `name=value`. For load tests; needs the same environment (cookie
+    /// keys, store credentials) as the gateway.
+    Mint {
+        /// The main configuration file.
+        #[arg(short, long, env = "AUTHGATE_CONFIG", default_value = "config/gateway.yaml")]
+        config: PathBuf,
+        /// Provider the session belongs to.
+        #[arg(long)]
+        provider: String,
+        /// Verified email of the user.
+        #[arg(long)]
+        email: String,
+        /// Subject (user id); default: the email's local part.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Groups, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Lifetime.
+        #[arg(long, default_value = "12h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+        /// How many sessions to mint (one cookie per line).
+        #[arg(long, default_value_t = 1)]
+        count: usize,
     },
 }
 
@@ -70,6 +105,43 @@ fn main() -> ExitCode {
             }
         },
         Command::Echo { listen } => echo(listen),
+        Command::Session {
+            command:
+                SessionCommand::Mint {
+                    config,
+                    provider,
+                    email,
+                    subject,
+                    groups,
+                    ttl,
+                    count,
+                },
+        } => {
+            let req = authgate::session::mint::MintRequest {
+                provider,
+                email,
+                subject,
+                groups,
+                ttl,
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("authgate session mint: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(authgate::session::mint::mint(&config, &req, count)) {
+                Ok(cookies) => {
+                    println!("{}", cookies.join("\n"));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("authgate session mint: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 

@@ -352,3 +352,114 @@ async fn killing_the_master_fails_no_cached_request_and_loses_no_session() {
     all.extend(cookies);
     all_valid_on_b(&env, &all).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn minted_sessions_and_logins_in_flight_work_on_any_replica() {
+    let redis = RedisTopology::start(1);
+    let env = start(&redis, "60s").await;
+    // `authgate session mint` writes a session into the shared store; both gateways accept it.
+    let out = std::process::Command::new(common::binary())
+        .args([
+            "session",
+            "mint",
+            "--provider",
+            "corp",
+            "--email",
+            "loadtest@example.com",
+            "--groups",
+            "admins",
+            "--count",
+            "2",
+            "-c",
+        ])
+        .arg(env.config.main_file())
+        .env(COOKIE_SECRET, cookie_key())
+        .env("CORP_SECRET", CLIENT_SECRET)
+        .env("TEST_REDIS_USER", redis.username())
+        .env("TEST_REDIS_PASSWORD", redis.password())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cookies: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(cookies.len(), 2);
+    assert!(cookies[0].starts_with("_authgate_corp=v1."));
+    let r = env
+        .browser()
+        .get(env.url("admin.example.com", "/"))
+        .header("cookie", &cookies[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(header(&echo, "x-auth-request-email"), Some("loadtest@example.com"));
+    assert_eq!(
+        status_with_cookie(&env.browser_b(), &env.url_b("app1.example.com", "/"), &cookies[1]).await,
+        200
+    );
+
+    // A login started on A and finished on B: the login state travels in the sealed cookie.
+    let b = env.browser();
+    let r = b
+        .get(env.url("app1.example.com", "/started-on-a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let mut url = r.headers()["location"].to_str().unwrap().to_owned();
+    let mut resp = b.get(&url).send().await.unwrap();
+    let callback = loop {
+        if resp.status().is_redirection() {
+            let next = resp
+                .url()
+                .join(resp.headers()["location"].to_str().unwrap())
+                .unwrap()
+                .to_string();
+            if next.contains("/oauth2/callback") {
+                break next;
+            }
+            url = next;
+            resp = b.get(&url).send().await.unwrap();
+        } else {
+            let body = resp.text().await.unwrap();
+            let action = body
+                .split("action=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap()
+                .to_owned();
+            let next = reqwest::Url::parse(&url).unwrap().join(&action).unwrap().to_string();
+            resp = b
+                .post(&next)
+                .form(&[("login", "alice"), ("password", "alice-pw")])
+                .send()
+                .await
+                .unwrap();
+            url = next;
+        }
+    };
+    // Same browser cookies, but the balancer sends the callback to B: B's socket, A's origin.
+    let jar_cookies = {
+        use reqwest::cookie::CookieStore;
+        b.jar
+            .cookies(&callback.parse().unwrap())
+            .map(|h| h.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    let gw_b = env.gw_b.as_ref().unwrap();
+    let url = reqwest::Url::parse(&callback).unwrap();
+    let target = format!("{}?{}", url.path(), url.query().unwrap());
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nHost: app1.example.com:{}\r\nCookie: {jar_cookies}\r\nConnection: close\r\n\r\n",
+        env.gw.https.port()
+    );
+    let mut s = common::tls_connect(&env.ca, gw_b.https, Some("app1.example.com"), &["http/1.1"]).unwrap();
+    let resp = common::raw_exchange(&mut s, request.as_bytes());
+    assert!(resp.starts_with("HTTP/1.1 302"), "{resp}\n{}", gw_b.logs());
+    assert!(resp.to_ascii_lowercase().contains("location: /started-on-a"), "{resp}");
+    assert!(resp.contains("_authgate_corp=v1."), "a session cookie was set: {resp}");
+}

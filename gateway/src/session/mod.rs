@@ -5,6 +5,7 @@
 //! addressed by the id; a store that leaves the process (Redis) keeps only the session sealed
 //! with the per-session key, so neither a store dump nor a cookie alone reveals anything.
 
+pub mod mint;
 pub mod redis_store;
 pub mod seal;
 pub mod store;
