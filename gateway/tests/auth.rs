@@ -735,3 +735,53 @@ async fn two_apps_on_two_providers_keep_separate_identities_and_github_policy_ap
         403
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_provider_signing_key_is_fetched_when_a_token_names_it() {
+    let keys_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let start_rotating = |ca: &TestCa, origins: &[String], keys: &std::path::Path| {
+        let mut config = Idp::config("rot-client", "rot-secret", origins, serde_json::json!({}));
+        config["listen"] = format!("127.0.0.1:{port}").into();
+        config["keys_file"] = keys.to_str().unwrap().into();
+        Idp::start_script(ca, "server.mjs", config)
+    };
+    let k1 = keys_dir.path().join("k1.json");
+    Idp::generate_keys(&k1);
+    let mut origin = String::new();
+    let mut env = AuthEnv::start_with("", serde_json::json!({}), |ca, config| {
+        origin = AuthEnv::origin(config, "rot.example.com");
+        let idp = start_rotating(ca, std::slice::from_ref(&origin), &k1);
+        Extra {
+            providers: format!(
+                "  rot: {{ type: oidc, issuer_url: \"{}\", client_id: rot-client, client_secret_env: ROT_SECRET, ca_file: ca.pem }}\n",
+                idp.issuer
+            ),
+            apps: vec![("rot".into(), "rot.example.com".into(), "auth: { provider: rot, email_domains: [example.com] }\n".into())],
+            env: vec![("ROT_SECRET".into(), "rot-secret".into())],
+            idp: Some(idp),
+            ..Extra::default()
+        }
+    })
+    .await;
+    let login = |env: &AuthEnv| {
+        let b = browser(&env.ca, env.gw.https, &["rot.example.com"]);
+        let url = env.url("rot.example.com", "/k");
+        async move { browse(&b, &url, "alice", "alice-pw").await.0.status() }
+    };
+    assert_eq!(login(&env).await, 200, "{}", env.gw.logs());
+    // The provider rotates its signing key (restarted with a new JWKS on the same address).
+    drop(env.extra_idp.take());
+    let k2 = keys_dir.path().join("k2.json");
+    Idp::generate_keys(&k2);
+    env.extra_idp = Some(start_rotating(&env.ca, std::slice::from_ref(&origin), &k2));
+    // The next ID token names a key the gateway has not seen: it fetches the JWKS again.
+    assert_eq!(login(&env).await, 200, "{}", env.gw.logs());
+    assert!(
+        env.gw
+            .logs()
+            .contains("provider metadata loaded provider=rot refresh_keys=true"),
+        "{}",
+        env.gw.logs()
+    );
+}

@@ -29,7 +29,9 @@ impl Idp {
         );
         let dir = tempfile::tempdir().unwrap();
         let (crt, key) = ca.write_leaf(dir.path(), "idp", &["localhost", "127.0.0.1"]);
-        config["listen"] = "127.0.0.1:0".into();
+        if config.get("listen").is_none() {
+            config["listen"] = "127.0.0.1:0".into();
+        }
         config["tls"] = serde_json::json!({ "cert_file": dir.path().join(crt), "key_file": dir.path().join(key) });
         let path = dir.path().join("idp.json");
         std::fs::write(&path, config.to_string()).unwrap();
@@ -63,11 +65,22 @@ impl Idp {
         }
     }
 
-    /// The OpenID provider with one client per `redirect_hosts` entry's callback.
-    pub fn start(ca: &TestCa, client_id: &str, secret: &str, origins: &[String], ttl: serde_json::Value) -> Idp {
+    /// Writes a JWKS with one fresh signing key (the provider's `genkeys.mjs`) to `path`.
+    pub fn generate_keys(path: &Path) {
+        let status = Command::new("node")
+            .arg(support_dir().join("genkeys.mjs"))
+            .arg(path)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// The standard test users and one client, as provider configuration.
+    pub fn config(client_id: &str, secret: &str, origins: &[String], ttl: serde_json::Value) -> serde_json::Value {
         let redirect_uris: Vec<String> = origins.iter().map(|o| format!("{o}/oauth2/callback")).collect();
         let logout_uris: Vec<String> = origins.iter().map(|o| format!("{o}/")).collect();
-        let config = serde_json::json!({
+        serde_json::json!({
             "issuer_host": "localhost",
             "clients": [{ "client_id": client_id, "client_secret": secret, "redirect_uris": redirect_uris, "post_logout_redirect_uris": logout_uris }],
             "users": [
@@ -81,8 +94,12 @@ impl Idp {
                   "name": "Uma", "preferred_username": "uma", "groups": ["admins"] }
             ],
             "ttl": ttl,
-        });
-        Self::start_script(ca, "server.mjs", config)
+        })
+    }
+
+    /// The OpenID provider with one client whose callbacks are on `origins`.
+    pub fn start(ca: &TestCa, client_id: &str, secret: &str, origins: &[String], ttl: serde_json::Value) -> Idp {
+        Self::start_script(ca, "server.mjs", Self::config(client_id, secret, origins, ttl))
     }
 
     pub fn logs(&self) -> String {
