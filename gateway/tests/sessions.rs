@@ -463,3 +463,47 @@ async fn minted_sessions_and_logins_in_flight_work_on_any_replica() {
     assert!(resp.to_ascii_lowercase().contains("location: /started-on-a"), "{resp}");
     assert!(resp.contains("_authgate_corp=v1."), "a session cookie was set: {resp}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_refreshes_on_two_replicas_make_one_refresh() {
+    let redis = RedisTopology::start(1);
+    let main = sessions_yaml(&redis, "60s");
+    let vars = vec![
+        ("TEST_REDIS_USER".to_owned(), redis.username().to_owned()),
+        ("TEST_REDIS_PASSWORD".to_owned(), redis.password().to_owned()),
+    ];
+    // Access tokens live 2 s: every request finds the token about to expire.
+    let env = AuthEnv::start_with("", serde_json::json!({ "access_token": 2 }), move |_, _| Extra {
+        main,
+        env: vars,
+        second_gateway: true,
+        ..Extra::default()
+    })
+    .await;
+    let (a, _) = env.login("app1.example.com", "alice").await;
+    let cookie = cookie_of(&env, &a);
+    let b = env.browser_b();
+    let series = "authgate_session_refreshes_total{provider=\"corp\",result=\"refreshed\"}";
+    let before = env.gw.metric(series).await + env.gw_b.as_ref().unwrap().metric(series).await;
+    let mut requests = Vec::new();
+    for i in 0..8 {
+        let (client, url) = if i % 2 == 0 {
+            (a.client.clone(), env.url("app1.example.com", "/r"))
+        } else {
+            (b.client.clone(), env.url_b("app1.example.com", "/r"))
+        };
+        let cookie = cookie.clone();
+        requests.push(tokio::spawn(
+            async move { status_with_cookie(&client, &url, &cookie).await },
+        ));
+    }
+    for r in requests {
+        assert_eq!(r.await.unwrap(), 200);
+    }
+    let after = env.gw.metric(series).await + env.gw_b.as_ref().unwrap().metric(series).await;
+    assert_eq!(
+        after - before,
+        1.0,
+        "eight concurrent requests on two replicas, one refresh at the provider"
+    );
+}

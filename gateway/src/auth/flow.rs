@@ -191,13 +191,16 @@ async fn refresh(
     let lock = state.refresh_lock(&ticket.id);
     let _guard = lock.lock().await;
     let store = &state.sessions;
+    // Read past this replica's cache: another replica may have refreshed it already.
+    store.forget_cached(&ticket).await;
     let latest = match store.load(&ticket).await {
         Ok(Some(s)) => s,
         Ok(None) => return Ok(None),
         Err(_) => return Err(Page::STORE_UNAVAILABLE),
     };
     let t = now();
-    if !latest.needs_refresh(t, req.settings.cookie.refresh.as_secs()) {
+    let refreshed_meanwhile = latest.refreshed_at != stale.refreshed_at || latest.access_token != stale.access_token;
+    if refreshed_meanwhile || !latest.needs_refresh(t, req.settings.cookie.refresh.as_secs()) {
         state.release_refresh_lock(&ticket.id);
         return Ok(Some((ticket, latest)));
     }
