@@ -80,5 +80,85 @@ fn request_checks(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, host_lookup, request_checks);
+fn session_hot_path(c: &mut Criterion) {
+    use authgate::auth::headers::{inject, strip, Injection};
+    use authgate::auth::policy::{Identity, Policy, PolicySpec};
+    use authgate::session::seal::{random_key, Keyring};
+    use authgate::session::Ticket;
+    use base64::Engine;
+
+    let keyring = Keyring::parse(&base64::engine::general_purpose::STANDARD.encode(random_key().unwrap())).unwrap();
+    let ticket = Ticket::new().unwrap();
+    let cookie = ticket.to_cookie(&keyring, "_authgate_corp").unwrap();
+    c.bench_function("session_cookie_open", |b| {
+        b.iter(|| Ticket::from_cookie(&keyring, "_authgate_corp", black_box(&cookie)).is_some())
+    });
+
+    // The cache in front of Redis, holding 100,000 sessions.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cache: moka::future::Cache<[u8; 16], Arc<Identity>> =
+        moka::future::Cache::builder().max_capacity(200_000).build();
+    let identity = Arc::new(Identity {
+        subject: "alice".into(),
+        email: Some("alice@example.com".into()),
+        email_verified: true,
+        preferred_username: Some("alice".into()),
+        groups: vec!["admins".into(), "dev".into()],
+        ..Identity::default()
+    });
+    rt.block_on(async {
+        for i in 0u32..100_000 {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&i.to_le_bytes());
+            cache.insert(id, identity.clone()).await;
+        }
+    });
+    let mut hit = [0u8; 16];
+    hit[..4].copy_from_slice(&4242u32.to_le_bytes());
+    c.bench_function("session_cache_hit_100k_entries", |b| {
+        b.iter(|| rt.block_on(cache.get(black_box(&hit))).is_some())
+    });
+
+    let domains = vec!["example.com".to_owned()];
+    let groups = vec!["admins".to_owned()];
+    let policy = Policy::compile(&PolicySpec {
+        email_domains: &domains,
+        allowed_emails: &[],
+        allowed_groups: &groups,
+        github_orgs: &[],
+        github_teams: &[],
+    })
+    .unwrap();
+    c.bench_function("policy_check_domain_and_group", |b| {
+        b.iter(|| policy.check(black_box(&identity)))
+    });
+
+    let mut req = RequestHeader::build("GET", b"/dashboard", None).unwrap();
+    for (k, v) in [
+        ("host", "app1.example.com"),
+        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0"),
+        ("accept", "text/html"),
+        ("cookie", "theme=dark; _authgate_corp=v1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        ("x-auth-request-email", "mallory@evil.com"),
+    ] {
+        req.append_header(k, v).unwrap();
+    }
+    c.bench_function("headers_strip_and_inject", |b| {
+        b.iter(|| {
+            let mut upstream = req.clone();
+            strip(&mut upstream, Some("_authgate"), false);
+            inject(
+                &mut upstream,
+                &Injection {
+                    identity: &identity,
+                    access_token: None,
+                    id_token: None,
+                },
+            );
+            upstream
+        })
+    });
+}
+
+criterion_group!(benches, host_lookup, request_checks, session_hot_path);
 criterion_main!(benches);
