@@ -314,7 +314,6 @@ impl ProxyHttp for Gateway {
             .with_label_values(&[app, status_label.format(status)])
             .inc();
         let req = session.req_header();
-        let upstream = ctx.tried.last().map(|a| a.to_string());
         tracing::info!(
             target: "authgate::access",
             app,
@@ -322,12 +321,24 @@ impl ProxyHttp for Gateway {
             method = req.method.as_str(),
             path = req.uri.path(),
             status,
-            upstream = upstream.as_deref().unwrap_or("-"),
+            upstream = %OrDash(ctx.tried.last()),
             duration_ms = duration_ms(ctx.started.elapsed()),
             bytes = session.body_bytes_sent(),
-            client = %client_ip(session).map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
+            client = %OrDash(client_ip(session).as_ref()),
             error = e.map(|e| e.etype().as_str()),
         );
+    }
+}
+
+/// Displays a value or `-`, formatted only when the log line is written.
+struct OrDash<'a, T: std::fmt::Display>(Option<&'a T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for OrDash<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("-"),
+        }
     }
 }
 

@@ -16,14 +16,24 @@ const IDENTITY_HEADERS: &[&str] = &[
     "x-forwarded-access-token",
 ];
 
-/// True when `name` is an identity header in any spelling.
+/// True when `name` is an identity header in any spelling (no allocation: this runs for
+/// every header of every request).
 pub fn is_identity_header(name: &str) -> bool {
-    let normalized: String = name
-        .trim()
-        .chars()
-        .map(|c| if c == '_' { '-' } else { c.to_ascii_lowercase() })
-        .collect();
-    normalized.starts_with("x-auth-request-") || IDENTITY_HEADERS.contains(&normalized.as_str())
+    let name = name.trim().as_bytes();
+    let same = |prefix: &[u8]| {
+        name.len() >= prefix.len()
+            && name.iter().zip(prefix).all(|(a, b)| {
+                let a = a.to_ascii_lowercase();
+                a == *b || (a == b'_' && *b == b'-')
+            })
+    };
+    if name.first().is_none_or(|c| !c.eq_ignore_ascii_case(&b'x')) {
+        return false;
+    }
+    same(b"x-auth-request-")
+        || IDENTITY_HEADERS
+            .iter()
+            .any(|h| name.len() == h.len() && same(h.as_bytes()))
 }
 
 /// Removes every client-sent identity header, tokens naming them in `Connection`, and the
@@ -62,15 +72,20 @@ pub fn strip(req: &mut RequestHeader, cookie_prefix: Option<&str>, strip_authori
 
 /// Removes the cookies whose name starts with `prefix` from every `Cookie` header.
 fn strip_cookies(req: &mut RequestHeader, prefix: &str) {
+    let mentions_prefix = req
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .any(|v| v.as_bytes().windows(prefix.len()).any(|w| w == prefix.as_bytes()));
+    if !mentions_prefix {
+        return;
+    }
     let values: Vec<String> = req
         .headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok().map(str::to_owned))
         .collect();
-    if !values.iter().any(|v| v.contains(prefix)) {
-        return;
-    }
     let kept: Vec<&str> = values
         .iter()
         .flat_map(|v| v.split(';'))
@@ -151,6 +166,30 @@ mod tests {
         assert_eq!(names, ["connection", "cookie", "x-other"], "{names:?}");
         assert_eq!(req.headers["connection"], "keep-alive");
         assert_eq!(req.headers["cookie"], "a=1; b=2");
+    }
+
+    #[test]
+    fn recognises_identity_headers_in_any_spelling() {
+        for name in [
+            "X-Auth-Request-User",
+            "x_auth_request_email",
+            "X-FORWARDED-EMAIL",
+            "x-forwarded_user",
+            " x-forwarded-groups",
+        ] {
+            assert!(is_identity_header(name), "{name}");
+        }
+        for name in [
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-auth",
+            "x-forwarded-users",
+            "authorization",
+            "",
+            "x",
+        ] {
+            assert!(!is_identity_header(name), "{name}");
+        }
     }
 
     #[test]
