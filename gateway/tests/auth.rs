@@ -8,7 +8,7 @@ mod common;
 
 use base64::Engine;
 use common::authenv::*;
-use common::idp::{browse, browser, Idp};
+use common::idp::{browse, browser, walk_until, Idp};
 use common::*;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -361,41 +361,11 @@ async fn callback_state_is_bound_to_the_browser_and_single_use() {
     let env = AuthEnv::start("", serde_json::json!({})).await;
     let b = env.browser();
     // Walk the login by hand up to the callback URL.
-    let r = b.get(env.url("app1.example.com", "/private")).send().await.unwrap();
-    let authorize = r.headers()["location"].to_str().unwrap().to_owned();
-    let mut url = authorize.clone();
-    let mut resp = b.get(&url).send().await.unwrap();
-    let callback = loop {
-        let status = resp.status().as_u16();
-        if (300..400).contains(&status) {
-            let next = resp
-                .url()
-                .join(resp.headers()["location"].to_str().unwrap())
-                .unwrap()
-                .to_string();
-            if next.contains("/oauth2/callback") {
-                break next;
-            }
-            url = next;
-            resp = b.get(&url).send().await.unwrap();
-        } else {
-            let body = resp.text().await.unwrap();
-            let action = body
-                .split("action=\"")
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .unwrap()
-                .to_owned();
-            let next = reqwest::Url::parse(&url).unwrap().join(&action).unwrap().to_string();
-            resp = b
-                .post(&next)
-                .form(&[("login", "alice"), ("password", "alice-pw")])
-                .send()
-                .await
-                .unwrap();
-            url = next;
-        }
-    };
+    let callback = walk_until(&b, &env.url("app1.example.com", "/private"), "alice", "alice-pw", |u| {
+        u.path() == "/oauth2/callback"
+    })
+    .await
+    .to_string();
     // A different browser (no login cookie) cannot use this code: no session is minted.
     let other = env.browser();
     let r = other.get(&callback).send().await.unwrap();
@@ -623,34 +593,12 @@ async fn second_provider_token(env: &AuthEnv, origin: &str) -> String {
         idp.issuer,
         url::form_urlencoded::byte_serialize(redirect.as_bytes()).collect::<String>()
     );
-    let mut url = authorize;
-    let mut resp = b.get(&url).send().await.unwrap();
-    let code = loop {
-        if resp.status().is_redirection() {
-            let next = resp.url().join(resp.headers()["location"].to_str().unwrap()).unwrap();
-            if next.as_str().starts_with(&redirect) {
-                break next.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
-            }
-            url = next.to_string();
-            resp = b.get(&url).send().await.unwrap();
-        } else {
-            let body = resp.text().await.unwrap();
-            let action = body
-                .split("action=\"")
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .unwrap()
-                .to_owned();
-            let next = reqwest::Url::parse(&url).unwrap().join(&action).unwrap().to_string();
-            resp = b
-                .post(&next)
-                .form(&[("login", "alice"), ("password", "alice-pw")])
-                .send()
-                .await
-                .unwrap();
-            url = next;
-        }
-    };
+    let stop = redirect.clone();
+    let landing = walk_until(&b, &authorize, "alice", "alice-pw", move |u| {
+        u.as_str().starts_with(&stop)
+    })
+    .await;
+    let code = landing.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
     let tokens: serde_json::Value = b
         .post(format!("{}/token", idp.issuer))
         .basic_auth("other", Some("other-secret"))

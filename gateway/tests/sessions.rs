@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::authenv::*;
-use common::idp::{browse, Browser};
+use common::idp::{browse, walk_until, Browser};
 use common::redis::RedisTopology;
 
 fn sessions_yaml(redis: &RedisTopology, cache_ttl: &str) -> String {
@@ -404,44 +404,15 @@ async fn minted_sessions_and_logins_in_flight_work_on_any_replica() {
 
     // A login started on A and finished on B: the login state travels in the sealed cookie.
     let b = env.browser();
-    let r = b
-        .get(env.url("app1.example.com", "/started-on-a"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 302);
-    let mut url = r.headers()["location"].to_str().unwrap().to_owned();
-    let mut resp = b.get(&url).send().await.unwrap();
-    let callback = loop {
-        if resp.status().is_redirection() {
-            let next = resp
-                .url()
-                .join(resp.headers()["location"].to_str().unwrap())
-                .unwrap()
-                .to_string();
-            if next.contains("/oauth2/callback") {
-                break next;
-            }
-            url = next;
-            resp = b.get(&url).send().await.unwrap();
-        } else {
-            let body = resp.text().await.unwrap();
-            let action = body
-                .split("action=\"")
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .unwrap()
-                .to_owned();
-            let next = reqwest::Url::parse(&url).unwrap().join(&action).unwrap().to_string();
-            resp = b
-                .post(&next)
-                .form(&[("login", "alice"), ("password", "alice-pw")])
-                .send()
-                .await
-                .unwrap();
-            url = next;
-        }
-    };
+    let callback = walk_until(
+        &b,
+        &env.url("app1.example.com", "/started-on-a"),
+        "alice",
+        "alice-pw",
+        |u| u.path() == "/oauth2/callback",
+    )
+    .await
+    .to_string();
     // Same browser cookies, but the balancer sends the callback to B: B's socket, A's origin.
     let jar_cookies = {
         use reqwest::cookie::CookieStore;

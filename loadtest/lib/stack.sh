@@ -96,11 +96,12 @@ sessions:
 EOF
 }
 
-# stack_auth_app FILE HOST UPSTREAM [EXTRA_YAML]: an app with the auth block of the load tests.
+# stack_auth_app FILE HOST UPSTREAMS [EXTRA_YAML]: an app with the auth block of the load tests;
+# UPSTREAMS is the inside of the YAML list, e.g. '"127.0.0.1:9001", "127.0.0.1:9002"'.
 stack_auth_app() {
   cat >"$1" <<EOF
 host: $2
-upstreams: ["$3"]
+upstreams: [$3]
 health_check: { path: /healthz, interval: 30s }
 auth:
   provider: corp

@@ -90,27 +90,33 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
 
 /// Decodes every `%XX` once and maps backslashes (literal or decoded) to `/`.
 fn percent_decode(raw: &str) -> Result<Vec<u8>, PathError> {
-    let bytes = raw.as_bytes();
+    let mut out = decode_percent(raw).ok_or(PathError::InvalidPercentEncoding)?;
+    for byte in &mut out {
+        if *byte == b'\\' {
+            *byte = b'/';
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes every `%XX` of `s` exactly once; `None` for a `%` not followed by two hex digits.
+/// Shared by path normalisation and redirect checks, so both read a value the same way.
+pub fn decode_percent(s: &str) -> Option<Vec<u8>> {
+    let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
-        let byte = if b == b'%' {
-            let hi = bytes.get(i + 1).copied().and_then(hex_value);
-            let lo = bytes.get(i + 2).copied().and_then(hex_value);
-            match (hi, lo) {
-                (Some(hi), Some(lo)) => {
-                    i += 3;
-                    (hi << 4) | lo
-                }
-                _ => return Err(PathError::InvalidPercentEncoding),
-            }
+        if b == b'%' {
+            let hi = bytes.get(i + 1).copied().and_then(hex_value)?;
+            let lo = bytes.get(i + 2).copied().and_then(hex_value)?;
+            out.push((hi << 4) | lo);
+            i += 3;
         } else {
+            out.push(b);
             i += 1;
-            b
-        };
-        out.push(if byte == b'\\' { b'/' } else { byte });
+        }
     }
-    Ok(out)
+    Some(out)
 }
 
 /// The value of one hexadecimal digit (either case).

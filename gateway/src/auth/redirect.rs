@@ -72,7 +72,7 @@ fn is_safe_relative(rd: &str) -> bool {
     if rd.starts_with("//") {
         return false;
     }
-    let Some(decoded) = percent_decode(rd) else {
+    let Some(decoded) = super::path::decode_percent(rd) else {
         return false;
     };
     !(decoded.starts_with(b"//")
@@ -180,35 +180,6 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
         s.get(prefix.len()..)
     } else {
         None
-    }
-}
-
-/// Decodes every `%XX` once; `None` for a `%` not followed by two hex digits.
-fn percent_decode(s: &str) -> Option<Vec<u8>> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hi = bytes.get(i + 1).copied().and_then(hex_value)?;
-            let lo = bytes.get(i + 2).copied().and_then(hex_value)?;
-            out.push((hi << 4) | lo);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    Some(out)
-}
-
-/// The value of one hexadecimal digit (either case).
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
     }
 }
 

@@ -158,6 +158,40 @@ pub fn browser(ca: &TestCa, gateway: std::net::SocketAddr, hosts: &[&str]) -> Br
     }
 }
 
+/// Posts the provider's login form found in `resp` (a page at `page_url`) as `user`.
+async fn submit_login_form(
+    client: &reqwest::Client,
+    resp: reqwest::Response,
+    user: &str,
+    password: &str,
+) -> (reqwest::Response, String) {
+    let page_url = resp.url().clone();
+    let body = resp.text().await.unwrap();
+    let action = body
+        .split("action=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let next = page_url.join(&action).unwrap().to_string();
+    let resp = client
+        .post(&next)
+        .form(&[("login", user), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    (resp, next)
+}
+
+fn is_login_form(resp: &reqwest::Response) -> bool {
+    resp.status() == 200
+        && resp
+            .headers()
+            .get("content-type")
+            .is_some_and(|c| c.to_str().unwrap_or("").starts_with("text/html"))
+        && !resp.url().host_str().unwrap_or("").ends_with("example.com")
+}
+
 /// Follows redirects from `url`, filling the provider's login form with `user`/`password`
 /// when it appears; returns the first response that is not a redirect, and the URLs visited.
 pub async fn browse(
@@ -169,39 +203,48 @@ pub async fn browse(
     let mut visited = vec![url.to_owned()];
     let mut resp = client.get(url).send().await.unwrap();
     for _ in 0..20 {
-        let status = resp.status().as_u16();
-        let current = resp.url().clone();
-        if (300..400).contains(&status) {
+        if resp.status().is_redirection() {
             let location = resp.headers()["location"].to_str().unwrap().to_owned();
-            let next = current.join(&location).unwrap().to_string();
+            let next = resp.url().join(&location).unwrap().to_string();
             visited.push(next.clone());
             resp = client.get(&next).send().await.unwrap();
-            continue;
+        } else if is_login_form(&resp) {
+            let (next_resp, posted) = submit_login_form(client, resp, user, password).await;
+            visited.push(posted);
+            resp = next_resp;
+        } else {
+            return (resp, visited);
         }
-        let is_form = resp
-            .headers()
-            .get("content-type")
-            .is_some_and(|c| c.to_str().unwrap_or("").starts_with("text/html"))
-            && !current.host_str().unwrap_or("").ends_with("example.com");
-        if status == 200 && is_form {
-            let body = resp.text().await.unwrap();
-            let action = body
-                .split("action=\"")
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .unwrap()
-                .to_owned();
-            let next = current.join(&action).unwrap().to_string();
-            visited.push(next.clone());
-            resp = client
-                .post(&next)
-                .form(&[("login", user), ("password", password)])
-                .send()
-                .await
-                .unwrap();
-            continue;
-        }
-        return (resp, visited);
     }
     panic!("redirect loop: {visited:?}");
+}
+
+/// Like [`browse`], but stops before following a redirect to a URL for which `stop` holds
+/// (such as the gateway's callback) and returns that URL unvisited.
+pub async fn walk_until(
+    client: &reqwest::Client,
+    url: &str,
+    user: &str,
+    password: &str,
+    stop: impl Fn(&reqwest::Url) -> bool,
+) -> reqwest::Url {
+    let mut resp = client.get(url).send().await.unwrap();
+    for _ in 0..20 {
+        if resp.status().is_redirection() {
+            let next = resp.url().join(resp.headers()["location"].to_str().unwrap()).unwrap();
+            if stop(&next) {
+                return next;
+            }
+            resp = client.get(next).send().await.unwrap();
+        } else if is_login_form(&resp) {
+            resp = submit_login_form(client, resp, user, password).await.0;
+        } else {
+            panic!(
+                "the login ended at {} with {} before reaching the stop",
+                resp.url(),
+                resp.status()
+            );
+        }
+    }
+    panic!("redirect loop from {url}");
 }
