@@ -60,13 +60,15 @@ fn session_store_errors(
     config: &config::Config,
     metrics: &Arc<Metrics>,
 ) -> Result<crate::session::OpenedStore, ConfigErrors> {
-    crate::session::open_store(&config.gateway.sessions, metrics).map_err(|list| {
-        ConfigErrors(
-            list.into_iter()
-                .map(|(f, m)| config::ConfigError::new(&config.main_path, f, m))
-                .collect(),
-        )
-    })
+    crate::session::open_store(&config.gateway.sessions, &config::base_dir(&config.main_path), metrics).map_err(
+        |list| {
+            ConfigErrors(
+                list.into_iter()
+                    .map(|(f, m)| config::ConfigError::new(&config.main_path, f, m))
+                    .collect(),
+            )
+        },
+    )
 }
 
 /// Starts the Redis store's background tasks (subscriber, Sentinel events) in a service runtime.

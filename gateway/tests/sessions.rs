@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use common::authenv::*;
 use common::idp::{browse, walk_until, Browser};
 use common::redis::RedisTopology;
+use common::TestCa;
 
 fn sessions_yaml(redis: &RedisTopology, cache_ttl: &str) -> String {
     let addrs: Vec<String> = redis.sentinel_addrs().iter().map(|a| format!("\"{a}\"")).collect();
@@ -477,4 +478,78 @@ async fn concurrent_refreshes_on_two_replicas_make_one_refresh() {
         1.0,
         "eight concurrent requests on two replicas, one refresh at the provider"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_reach_redis_over_tls_verified_against_a_private_ca() {
+    // A standalone Redis that only speaks TLS, with a certificate from the test CA.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let (crt, key) = ca.write_leaf(dir.path(), "redis", &["127.0.0.1", "localhost"]);
+    std::fs::write(dir.path().join("ca.pem"), ca.cert_pem()).unwrap();
+    let port = common::free_port();
+    let _server = KillOnDrop(
+        std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--tls-cert-file")
+            .arg(dir.path().join(&crt))
+            .arg("--tls-key-file")
+            .arg(dir.path().join(&key))
+            .arg("--tls-ca-cert-file")
+            .arg(dir.path().join("ca.pem"))
+            .args(["--tls-auth-clients", "no", "--dir"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server with TLS did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ca_path = dir.path().join("ca.pem");
+    let main = format!(
+        "sessions:\n  store: redis\n  redis:\n    url: \"rediss://127.0.0.1:{port}/0\"\n    tls: {{ ca_file: \"{}\" }}\n",
+        ca_path.display()
+    );
+    let env = AuthEnv::start_with("", serde_json::json!({}), move |_, _| Extra {
+        main,
+        ..Extra::default()
+    })
+    .await;
+    let (browser, echo) = env.login("app1.example.com", "alice").await;
+    assert_eq!(header(&echo, "x-auth-request-email"), Some("alice@example.com"));
+    assert_eq!(
+        browser
+            .get(env.url("app1.example.com", "/again"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let resolutions = "authgate_redis_master_resolutions_total{result=\"ok\",trigger=\"startup\"}";
+    assert!(env.gw.metric(resolutions).await >= 1.0, "{}", env.gw.metrics().await);
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -135,7 +135,7 @@ stack_id_token() {
   verifier="$(openssl rand -hex 32)"
   challenge="$(printf %s "$verifier" | openssl dgst -sha256 -binary | openssl base64 -A | tr '+/' '-_' | tr -d '=')"
   rm -f "$jar"
-  local -a c=(curl -s --max-time 10 --cacert "$CA" -c "$jar" -b "$jar" -o /dev/null -w '%{http_code} %{redirect_url}')
+  local -a c=(curl -s --max-time 10 --cacert "$CA" -c "$jar" -b "$jar" -o /dev/null -w '%{http_code} %{redirect_url}\n')
   read -r status loc < <("${c[@]}" -G "$ISSUER/auth" --data-urlencode client_id=gateway \
     --data-urlencode response_type=code --data-urlencode "scope=openid email profile groups" \
     --data-urlencode "redirect_uri=$ru" --data-urlencode state=bench --data-urlencode nonce=bench \

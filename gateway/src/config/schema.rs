@@ -131,6 +131,18 @@ pub struct RedisSpec {
     /// Connect and command timeouts.
     #[serde(default)]
     pub timeouts: RedisTimeouts,
+    /// TLS to the data nodes and the sentinels (`rediss`).
+    #[serde(default)]
+    pub tls: Option<RedisTlsSpec>,
+}
+
+/// `sessions.redis.tls`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RedisTlsSpec {
+    /// PEM bundle of the CAs that sign the Redis and Sentinel certificates (default: system roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_key_prefix() -> String {

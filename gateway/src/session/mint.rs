@@ -30,7 +30,12 @@ pub struct MintRequest {
 pub async fn mint(config_path: &Path, req: &MintRequest, count: usize) -> Result<Vec<String>, String> {
     let metrics = Arc::new(Metrics::new().map_err(|e| e.to_string())?);
     let config = crate::config::load(config_path).map_err(|e| e.to_string())?;
-    let (store, _) = open_store(&config.gateway.sessions, &metrics).map_err(|list| {
+    let (store, _) = open_store(
+        &config.gateway.sessions,
+        &crate::config::base_dir(config_path),
+        &metrics,
+    )
+    .map_err(|list| {
         list.into_iter()
             .map(|(f, m)| format!("{f}: {m}"))
             .collect::<Vec<_>>()

@@ -122,6 +122,7 @@ pub type OpenedStore = (
 /// tasks must be started inside a runtime). Errors are `(field, message)` of the main file.
 pub fn open_store(
     section: &crate::config::schema::SessionsSection,
+    base: &std::path::Path,
     metrics: &std::sync::Arc<crate::metrics::Metrics>,
 ) -> Result<OpenedStore, Vec<(String, String)>> {
     use crate::config::schema::StoreKind;
@@ -165,10 +166,31 @@ pub fn open_store(
             if section.cache.max_entries == 0 {
                 errors.push(("sessions.cache.max_entries".into(), "must be at least 1".into()));
             }
+            let tls_ca = match &spec.tls {
+                None => None,
+                Some(tls) => {
+                    // rustls needs a process-wide crypto provider; installing it twice is harmless.
+                    let _ = rustls::crypto::ring::default_provider().install_default();
+                    match &tls.ca_file {
+                        None => Some(None),
+                        Some(path) => match std::fs::read(crate::config::resolve(base, path)) {
+                            Ok(pem) => Some(Some(pem)),
+                            Err(e) => {
+                                errors.push((
+                                    "sessions.redis.tls.ca_file".into(),
+                                    format!("cannot read {}: {e}", path.display()),
+                                ));
+                                None
+                            }
+                        },
+                    }
+                }
+            };
             if !errors.is_empty() {
                 return Err(errors);
             }
             let settings = redis_store::RedisSettings {
+                tls_ca,
                 spec: spec.clone(),
                 username,
                 password,

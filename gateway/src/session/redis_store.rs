@@ -72,6 +72,8 @@ pub struct RedisSettings {
     pub sentinel_password: Option<String>,
     /// Cache settings.
     pub cache: CacheSpec,
+    /// PEM CA bundle when TLS is on (`Some(None)`: TLS with the system roots).
+    pub tls_ca: Option<Option<Vec<u8>>>,
 }
 
 /// Sessions in Redis with a moka cache in front.
@@ -178,7 +180,20 @@ impl RedisStore {
                     redis_info = redis_info.set_password(p);
                 }
                 info = info.set_redis_settings(redis_info);
-                Source::Standalone(redis::Client::open(info).map_err(|e| e.to_string())?)
+                let tls_url = matches!(info.addr(), ConnectionAddr::TcpTls { .. });
+                let client = match (&settings.tls_ca, tls_url) {
+                    (None, false) => redis::Client::open(info),
+                    (Some(ca), true) => redis::Client::build_with_tls(
+                        info,
+                        redis::TlsCertificates {
+                            client_tls: None,
+                            root_cert: ca.clone(),
+                        },
+                    ),
+                    (Some(_), false) => return Err("tls is set: the url must start with rediss://".into()),
+                    (None, true) => redis::Client::open(info),
+                };
+                Source::Standalone(client.map_err(|e| e.to_string())?)
             }
             _ => return Err("give exactly one of sentinel or url".into()),
         };
