@@ -257,9 +257,9 @@ impl ProxyHttp for Gateway {
         headers::strip(upstream, cookie_prefix, own_authorization);
         if let (Some(granted), Some(auth)) = (&ctx.granted, app_auth) {
             let injection = headers::Injection {
-                identity: &granted.identity,
-                access_token: granted.access_token.as_deref().filter(|_| auth.pass_access_token),
-                id_token: granted.id_token.as_deref().filter(|_| auth.set_authorization_header),
+                identity: granted.identity(),
+                access_token: granted.access_token().filter(|_| auth.pass_access_token),
+                id_token: granted.id_token().filter(|_| auth.set_authorization_header),
             };
             headers::inject(upstream, &injection);
         }

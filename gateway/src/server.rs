@@ -104,6 +104,7 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
         threads,
         grace_period_seconds: Some(server_section.grace_period.0.as_secs()),
         graceful_shutdown_timeout_seconds: Some(server_section.shutdown_timeout.0.as_secs()),
+        upstream_keepalive_pool_size: server_section.upstream_keepalive_pool_size,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

@@ -32,7 +32,7 @@ pub struct App {
     /// Upstream timeouts.
     pub timeouts: TimeoutsSpec,
     /// Authentication policy; `None` for a public app.
-    pub auth: Option<AppAuth>,
+    pub auth: Option<Arc<AppAuth>>,
 }
 
 /// Gateway-wide settings that requests need.
@@ -96,6 +96,9 @@ impl Snapshot {
                 reusable.insert(pool.spec(), pool);
             }
         }
+        let prev_apps: HashMap<&str, &Arc<App>> = previous
+            .map(|p| p.routes.values().map(|a| (a.name.as_str(), a)).collect())
+            .unwrap_or_default();
         let mut pools: HashMap<PoolSpec, Arc<Pool>> = HashMap::new();
         let mut routes = RouteTable::default();
         let mut hosts: HashMap<HostPattern, PathBuf> = HashMap::new();
@@ -164,15 +167,20 @@ impl Snapshot {
                 None => None,
                 // The cookie section itself is broken and already reported.
                 Some(_) if auth_settings.is_none() && gateway.cookie.is_some() => continue,
-                Some(a) => match AppAuth::build(a, &host, auth_settings.as_deref()) {
-                    Ok(auth) => Some(auth),
-                    Err(list) => {
-                        for (field, message) in list {
-                            errors.push(ConfigError::new(&file, field, message));
-                        }
-                        continue;
+                Some(a) => {
+                    match reusable_auth(prev_apps.get(entry.name.as_str()), a, &host, auth_settings.as_deref()) {
+                        Some(auth) => Some(auth),
+                        None => match AppAuth::build(a, &host, auth_settings.as_deref()) {
+                            Ok(auth) => Some(Arc::new(auth)),
+                            Err(list) => {
+                                for (field, message) in list {
+                                    errors.push(ConfigError::new(&file, field, message));
+                                }
+                                continue;
+                            }
+                        },
                     }
-                },
+                }
             };
             let app = App {
                 name: entry.name,
@@ -195,6 +203,20 @@ impl Snapshot {
             fingerprint: fingerprint.value(),
         })
     }
+}
+
+/// The previous snapshot's compiled policy of app `name`, when it can serve `spec` unchanged
+/// (compiling 1,000 apps' route regexes is most of a reload).
+fn reusable_auth(
+    prev: Option<&&Arc<App>>,
+    spec: &crate::config::schema::AuthSpec,
+    host: &HostPattern,
+    settings: Option<&AuthSettings>,
+) -> Option<Arc<AppAuth>> {
+    let settings = settings?;
+    let prev = prev?;
+    let auth = prev.auth.as_ref()?;
+    (prev.host == *host && auth.reusable_for(spec, settings, host)).then(|| auth.clone())
 }
 
 fn build_auth(
@@ -413,6 +435,45 @@ pub(crate) mod test_support {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unchanged_auth_policies_are_reused_and_changed_ones_recompiled() {
+        let auth = "auth: { provider: corp, email_domains: [example.com], skip_auth_routes: [\"^/public/\"] }\n";
+        let yaml = |host: &str, extra: &str| format!("host: {host}\nupstreams: [\"127.0.0.1:9001\"]\n{extra}");
+        let (state, dir) = test_support::state(&[]);
+        std::fs::write(dir.path().join("apps.d/a.yaml"), yaml("a.example.com", auth)).unwrap();
+        std::fs::write(dir.path().join("apps.d/b.yaml"), yaml("b.example.com", auth)).unwrap();
+        let main = dir.path().join("gateway.yaml");
+        let text = std::fs::read_to_string(&main).unwrap();
+        std::fs::write(
+            &main,
+            format!(
+                "{text}cookie: {{ secrets_env: AUTHGATE_STATE_TEST_KEYS }}\nproviders:\n  corp: {{ type: oidc, issuer_url: \"https://idp.invalid\", client_id: c, client_secret_env: AUTHGATE_STATE_TEST_SECRET }}\n"
+            ),
+        )
+        .unwrap();
+        std::env::set_var(
+            "AUTHGATE_STATE_TEST_KEYS",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        );
+        std::env::set_var("AUTHGATE_STATE_TEST_SECRET", "s");
+        let first = Snapshot::build(crate::config::load(&main).unwrap(), None, &state.metrics).unwrap();
+        std::fs::write(
+            dir.path().join("apps.d/b.yaml"),
+            yaml("b.example.com", "auth: { provider: corp, email_domains: [\"*\"] }\n"),
+        )
+        .unwrap();
+        let next = Snapshot::build(crate::config::load(&main).unwrap(), Some(&first), &state.metrics).unwrap();
+        let auth_of = |s: &Snapshot, host: &str| s.routes.lookup(host).unwrap().auth.clone().unwrap();
+        assert!(
+            Arc::ptr_eq(&auth_of(&first, "a.example.com"), &auth_of(&next, "a.example.com")),
+            "unchanged: reused"
+        );
+        assert!(
+            !Arc::ptr_eq(&auth_of(&first, "b.example.com"), &auth_of(&next, "b.example.com")),
+            "changed: rebuilt"
+        );
+    }
 
     #[test]
     fn equal_pool_specs_share_one_pool_across_apps_and_reloads() {

@@ -252,7 +252,6 @@ impl Pool {
         let check = Box::new(PoolHealthCheck {
             health: spec.health.clone(),
             targets: targets.clone(),
-            connector: HttpConnector::new(None),
             metrics,
         });
         let mut backends = Backends::new(Static::new(set));
@@ -334,11 +333,15 @@ impl Pool {
     }
 }
 
+/// The HTTP connector of every health check. One per process: building a connector loads
+/// the system trust store (~100 ms and ~2 MB), so one per pool made 1,000 apps take minutes to
+/// start and gigabytes of memory.
+static HEALTH_CONNECTOR: std::sync::LazyLock<HttpConnector> = std::sync::LazyLock::new(|| HttpConnector::new(None));
+
 /// Probes the backends of one pool: a TCP connect, or a GET of `health_check.path`.
 struct PoolHealthCheck {
     health: HealthCheckSpec,
     targets: HashMap<SocketAddr, Target>,
-    connector: HttpConnector,
     metrics: Arc<Metrics>,
 }
 
@@ -357,7 +360,7 @@ impl PoolHealthCheck {
         peer.options.total_connection_timeout = Some(timeout);
         peer.options.read_timeout = Some(timeout);
         peer.options.write_timeout = Some(timeout);
-        let (mut session, _) = self.connector.get_http_session(&peer).await?;
+        let (mut session, _) = HEALTH_CONNECTOR.get_http_session(&peer).await?;
         let mut req = RequestHeader::build("GET", path.as_bytes(), None)?;
         req.insert_header(http::header::HOST, &target.spec.host)?;
         req.insert_header(http::header::USER_AGENT, "authgate-health-check")?;

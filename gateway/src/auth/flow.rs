@@ -16,15 +16,45 @@ use crate::session::seal::random_token;
 use crate::session::{now, Session, Ticket};
 use crate::state::State;
 
-/// Who the upstream is told about.
+/// Who the upstream is told about: a session (shared, never copied per request) or a
+/// verified bearer token.
 #[derive(Debug, Clone)]
-pub struct Granted {
+pub enum Granted {
+    /// A signed-in browser session.
+    Session(Arc<Session>),
+    /// An API client's bearer ID token.
+    Bearer {
+        /// The user the token names.
+        identity: Arc<Identity>,
+        /// The token itself.
+        token: String,
+    },
+}
+
+impl Granted {
     /// The user.
-    pub identity: Identity,
+    pub fn identity(&self) -> &Identity {
+        match self {
+            Self::Session(s) => &s.identity,
+            Self::Bearer { identity, .. } => identity,
+        }
+    }
+
     /// Access token (for `pass_access_token`).
-    pub access_token: Option<String>,
+    pub fn access_token(&self) -> Option<&str> {
+        match self {
+            Self::Session(s) => s.access_token.as_deref(),
+            Self::Bearer { .. } => None,
+        }
+    }
+
     /// ID token (for `set_authorization_header`).
-    pub id_token: Option<String>,
+    pub fn id_token(&self) -> Option<&str> {
+        match self {
+            Self::Session(s) => s.id_token.as_deref(),
+            Self::Bearer { token, .. } => Some(token),
+        }
+    }
 }
 
 /// What to do with a request.
@@ -304,10 +334,9 @@ pub async fn decide(
                 Ok(identity) => match auth.policy.check(&identity) {
                     PolicyDecision::Allow => {
                         count("bearer");
-                        Decision::Pass(Some(Granted {
+                        Decision::Pass(Some(Granted::Bearer {
                             identity,
-                            access_token: None,
-                            id_token: Some(token.to_owned()),
+                            token: token.to_owned(),
                         }))
                     }
                     PolicyDecision::Deny(why) => {
@@ -337,11 +366,7 @@ pub async fn decide(
         Ok(Some((_, s))) => Ok(match auth.policy.check(&s.identity) {
             PolicyDecision::Allow => {
                 count("allowed");
-                Decision::Pass(Some(Granted {
-                    identity: s.identity.clone(),
-                    access_token: s.access_token.clone(),
-                    id_token: s.id_token.clone(),
-                }))
+                Decision::Pass(Some(Granted::Session(s)))
             }
             PolicyDecision::Deny(why) => {
                 count("forbidden");

@@ -176,9 +176,19 @@ impl AuthSettings {
     }
 }
 
+/// The `Domain` of an app's session cookie: the shared domain when the host is under it.
+fn cookie_domain_for(settings: &AuthSettings, host: &crate::routing::HostPattern) -> Option<String> {
+    settings.cookie.domain.clone().filter(|d| match host {
+        crate::routing::HostPattern::Exact(h) => h == d || h.ends_with(&format!(".{d}")),
+        crate::routing::HostPattern::Wildcard(s) => s == d || s.ends_with(&format!(".{d}")),
+    })
+}
+
 /// One app's compiled authentication policy.
 #[derive(Debug)]
 pub struct AppAuth {
+    /// The `auth` block it was compiled from (to reuse it when a reload leaves it unchanged).
+    pub spec: AuthSpec,
     /// The provider users sign in with.
     pub provider: Arc<Provider>,
     /// Who may enter.
@@ -200,6 +210,23 @@ pub struct AppAuth {
 }
 
 impl AppAuth {
+    /// True when this compiled policy can serve `spec` for `host` under `settings` unchanged:
+    /// same block, same provider object, same cookie settings.
+    pub fn reusable_for(
+        &self,
+        spec: &AuthSpec,
+        settings: &AuthSettings,
+        cookie_domain_host: &crate::routing::HostPattern,
+    ) -> bool {
+        &self.spec == spec
+            && settings
+                .providers
+                .get(&spec.provider)
+                .is_some_and(|p| Arc::ptr_eq(p, &self.provider))
+            && self.cookie_name == format!("{}_{}", settings.cookie.name, self.provider.name)
+            && self.cookie_domain == cookie_domain_for(settings, cookie_domain_host)
+    }
+
     /// Compiles an app's `auth` block. Errors are `(field, message)` relative to the app file.
     pub fn build(
         spec: &AuthSpec,
@@ -251,11 +278,9 @@ impl AppAuth {
         else {
             return Err(errors);
         };
-        let cookie_domain = settings.cookie.domain.clone().filter(|d| match host {
-            crate::routing::HostPattern::Exact(h) => h == d || h.ends_with(&format!(".{d}")),
-            crate::routing::HostPattern::Wildcard(s) => s == d || s.ends_with(&format!(".{d}")),
-        });
+        let cookie_domain = cookie_domain_for(settings, host);
         Ok(AppAuth {
+            spec: spec.clone(),
             cookie_name: format!("{}_{}", settings.cookie.name, provider.name),
             provider,
             policy,

@@ -384,6 +384,8 @@ pub struct ServerSection {
     pub max_uri_bytes: usize,
     /// Idle time after which a downstream keep-alive connection is closed.
     pub keepalive_timeout: HumanDuration,
+    /// Idle upstream connections kept for reuse, across all backends.
+    pub upstream_keepalive_pool_size: usize,
 }
 
 impl Default for ServerSection {
@@ -395,6 +397,7 @@ impl Default for ServerSection {
             max_header_bytes: 32 * 1024,
             max_uri_bytes: 8 * 1024,
             keepalive_timeout: HumanDuration(Duration::from_secs(60)),
+            upstream_keepalive_pool_size: 1024,
         }
     }
 }
