@@ -744,12 +744,11 @@ RELOAD_TOOK="$WORK/reload-took.txt"
 # measure CASE ROUND: one measured wrk run; appends a row to $ROWS.
 measure() {
   local c="$1" round="$2" out="$WORK/wrk-$1-$2.txt"
-  local acc0 acc1 t0 t1 u0 u1 m0 m1 w0 w1 ns0 ns1 a0 a1 r0 r1 g0 g1 lines0 rw
+  local acc0 acc1 t0 t1 m0 m1 w0 w1 ns0 ns1 a0 a1 r0 r1 g0 g1 lines0 rw
   metrics_to "$c" "$WORK/m0"
   lines0="$(wc -l <"$WORK/$c.log" 2>/dev/null || echo 0)"
   g0="$(redis_gets)"
   acc0="$(upstream_accepts "$c")"
-  u0="$(cpu_ticks upstream)"
   m0="$(machine_busy_ticks)"
   a0="$(ticks_all)"
   r0="$(redis_ticks)"
@@ -771,7 +770,6 @@ measure() {
   r1="$(redis_ticks)"
   a1="$(ticks_all)"
   m1="$(machine_busy_ticks)"
-  u1="$(cpu_ticks upstream)"
   acc1="$(upstream_accepts "$c")"
   g1="$(redis_gets)"
   if [[ -n "${rw:-}" ]]; then

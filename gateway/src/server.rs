@@ -87,6 +87,10 @@ impl pingora::services::background::BackgroundService for StoreTasks {
 /// Builds every service from the configuration at `config_path` and serves until a signal
 /// stops the process. Returns only on a start-up error.
 pub fn run(config_path: &Path) -> Result<(), StartError> {
+    // File events carry absolute paths: make ours absolute too (without resolving symlinks,
+    // which Kubernetes swaps under mounted ConfigMaps), or a relative `-c` never reloads.
+    let absolute = std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_path_buf());
+    let config_path = absolute.as_path();
     let metrics = Arc::new(Metrics::new()?);
     let config = config::load(config_path)?;
     let watch = watch_set(&config);

@@ -320,3 +320,30 @@ fn run_refuses_to_start_on_a_broken_config() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relative_config_path_reloads_on_file_changes_too() {
+    let a = Upstream::start("a").await;
+    let ca = TestCa::new();
+    let config = ConfigDir::new();
+    let (crt, key) = ca.write_leaf(config.path(), "c", &["*.example.com"]);
+    config.write_main(&[(&crt, &key)], "");
+    config.write_app("app", &app_yaml("app.example.com", &[a.addr], ""));
+    let log = std::fs::File::create(config.path().join("relative.log")).unwrap();
+    let child = std::process::Command::new(binary())
+        .args(["run", "-c", "gateway.yaml"])
+        .current_dir(config.path())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut gw = Gateway {
+        child,
+        https: config.https,
+        http: config.http,
+        admin: config.admin,
+        log: config.path().join("relative.log"),
+    };
+    gw.wait_ready().await;
+    config.write_app("other", &app_yaml("other.example.com", &[a.addr], ""));
+    gw.wait_generation(2).await;
+}

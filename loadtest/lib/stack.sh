@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # loadtest/lib/stack.sh: the pieces of an authenticated test stack, shared by loadtest/bench.sh and
 # loadtest/run-k6.sh. Sourced, never run. Loopback only.
 #
@@ -34,7 +35,7 @@ stack_check_tools() {
 # stack_start_redis PORT: a Redis master on PORT and a replica on PORT+1, both without persistence.
 # The replica is there because the session store saves with `SET` + `WAIT 1 <command timeout>`:
 # without any replica, every WAIT runs into its timeout (250 ms by default), which makes minting
-# (and every login) 250 ms slower. Sets REDIS_URL.
+# (and every login) 250 ms slower. Sets REDIS_URL (and REDIS_PORT, for the caller).
 stack_start_redis() {
   local port="$1" replica=$(($1 + 1))
   mkdir -p "$WORK/redis" "$WORK/redis-replica"
@@ -45,6 +46,7 @@ stack_start_redis() {
     --dir "$WORK/redis-replica" --replicaof 127.0.0.1 "$port" --repl-diskless-load swapdb
   wait_for redis-replica redis_replica_up "$replica"
   REDIS_URL="redis://127.0.0.1:$port/0"
+  # shellcheck disable=SC2034
   REDIS_PORT="$port"
 }
 
