@@ -36,5 +36,6 @@ pub mod routing;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod target;
 pub mod tls;
 pub mod upstream;
