@@ -12,10 +12,11 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::auth::flow::{self, Decision, Granted};
-use crate::auth::{endpoints, headers, path::normalize_path};
+use crate::auth::{endpoints, headers, RouteClass};
 use crate::pages::{send_page, Page};
 use crate::request::{inspect, Rejection};
 use crate::state::{App, Snapshot, State};
+use crate::target::Target;
 use crate::tls::TlsConnInfo;
 
 /// The HTTPS gateway service.
@@ -40,6 +41,8 @@ pub struct RequestCtx {
     tried: Vec<SocketAddr>,
     upstream_started: Option<Instant>,
     granted: Option<Granted>,
+    /// The canonical target, once the app (and so the path mode) is known.
+    target: Option<Target>,
 }
 
 impl RequestCtx {
@@ -53,7 +56,8 @@ fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
 }
 
 impl Gateway {
-    /// Runs the app's auth policy; `Ok(true)` when a response was written.
+    /// Runs the app's auth policy on the canonical `target`; `Ok(true)` when a response was
+    /// written.
     async fn authenticate(
         &self,
         session: &mut Session,
@@ -61,39 +65,44 @@ impl Gateway {
         app: &App,
         auth: &crate::auth::AppAuth,
         settings: &crate::auth::AuthSettings,
+        target: &Target,
     ) -> Result<bool> {
-        let Ok(path) = normalize_path(session.req_header().uri.path()) else {
-            return self.reject(session, Rejection::BadTarget).await;
-        };
-        let method = session.req_header().method.clone();
         let origin = format!(
             "https://{}",
             ctx.forwarded_host.as_deref().unwrap_or_default().to_ascii_lowercase()
         );
-        let host = ctx.host.as_deref().unwrap_or_default();
+        let header = session.req_header();
+        let path = target.path(header);
+        let return_to = target.path_and_query(header);
         let req = flow::Request {
             state: &self.state,
             settings,
             auth,
             app: &app.name,
             origin: &origin,
-            host,
+            host: ctx.host.as_deref().unwrap_or_default(),
+            return_to: &return_to,
         };
         if path.starts_with("/oauth2/") {
-            if let Some(reply) = endpoints::handle(session, &req, &path).await {
+            if let Some(reply) = endpoints::handle(session, &req, path).await {
                 reply.send(session).await?;
                 return Ok(true);
             }
         }
-        if auth.skip.matches(&method, &path) {
-            self.state
-                .metrics
-                .auth_decisions
-                .with_label_values(&[app.name.as_str(), "skipped"])
-                .inc();
-            return Ok(false);
-        }
-        match flow::decide(session, &req, &method, &path, false).await? {
+        let api = match auth.classify(&header.method, path, target.stripped_path()) {
+            Some(RouteClass::Public) => {
+                self.state
+                    .metrics
+                    .auth_decisions
+                    .with_label_values(&[app.name.as_str(), "skipped"])
+                    .inc();
+                return Ok(false);
+            }
+            Some(RouteClass::Api) => true,
+            Some(RouteClass::Protected) => false,
+            None => return self.reject(session, Rejection::AmbiguousPath).await,
+        };
+        match flow::decide(session, &req, api).await? {
             Decision::Pass(granted) => {
                 ctx.granted = granted;
                 Ok(false)
@@ -131,6 +140,7 @@ impl ProxyHttp for Gateway {
             tried: Vec::new(),
             upstream_started: None,
             granted: None,
+            target: None,
         }
     }
 
@@ -166,10 +176,19 @@ impl ProxyHttp for Gateway {
         ctx.host = Some(host);
         ctx.forwarded_host = Some(raw_host);
         ctx.snapshot = Some(snapshot.clone());
-        match (&app.auth, &snapshot.auth) {
-            (Some(auth), Some(settings)) => self.authenticate(session, ctx, &app, auth, settings).await,
+        let target = match Target::of(session.req_header(), app.path_mode) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!(app = %app.name, error = %e, "request path refused");
+                return self.reject(session, Rejection::BadPath).await;
+            }
+        };
+        let answered = match (&app.auth, &snapshot.auth) {
+            (Some(auth), Some(settings)) => self.authenticate(session, ctx, &app, auth, settings, &target).await,
             _ => Ok(false),
-        }
+        };
+        ctx.target = Some(target);
+        answered
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
@@ -231,6 +250,9 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(target) = &ctx.target {
+            target.apply(upstream)?;
+        }
         if let Some(ip) = client_ip(session) {
             let ip = ip.to_string();
             upstream.insert_header("x-forwarded-for", &ip)?;
@@ -319,7 +341,7 @@ impl ProxyHttp for Gateway {
             app,
             host = ctx.host.as_deref().unwrap_or("-"),
             method = req.method.as_str(),
-            path = req.uri.path(),
+            path = ctx.target.as_ref().map_or(req.uri.path(), |t| t.path(req)),
             status,
             upstream = %OrDash(ctx.tried.last()),
             duration_ms = duration_ms(ctx.started.elapsed()),
@@ -448,7 +470,6 @@ mod tests {
             ("GET / HTTP/1.1\r\nHost: nobody.example.com\r\n\r\n", "404"),
             ("GET / HTTP/1.1\r\nHost: bad host\r\n\r\n", "400"),
             ("GET / HTTP/1.0\r\n\r\n", "400"),
-            ("GET /%G0 HTTP/1.1\r\nHost: app1.example.com\r\n\r\n", "400"),
         ] {
             let (mut session, mut client) = session_for(request).await;
             let mut ctx = gw.new_ctx();
@@ -459,6 +480,39 @@ mod tests {
             let head = response_head(&mut client).await;
             assert!(head.starts_with(&format!("HTTP/1.1 {status}")), "{request:?}: {head}");
             assert!(ctx.app.is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn paths_the_canonical_form_cannot_carry_are_refused() {
+        let (gw, _dir) = gateway();
+        for path in ["/%G0", "/a%2Fb", "/a/..;/b", "/a%00"] {
+            let request = format!("GET {path} HTTP/1.1\r\nHost: app1.example.com\r\n\r\n");
+            let (mut session, mut client) = session_for(&request).await;
+            let mut ctx = gw.new_ctx();
+            assert!(gw.request_filter(&mut session, &mut ctx).await.unwrap(), "{path} is answered");
+            let head = response_head(&mut client).await;
+            assert!(head.starts_with("HTTP/1.1 400"), "{path}: {head}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_upstream_receives_the_canonical_target() {
+        let (gw, _dir) = gateway();
+        for (raw, sent) in [
+            ("/x/../%70ublic/a%20b?q=/../%2F", "/public/a%20b?q=/../%2F"),
+            ("http://app1.example.com/a/./b", "/a/b"),
+            ("/plain?x", "/plain?x"),
+        ] {
+            let request = format!("GET {raw} HTTP/1.1\r\nHost: app1.example.com\r\n\r\n");
+            let (mut session, _client) = session_for(&request).await;
+            let mut ctx = gw.new_ctx();
+            assert!(!gw.request_filter(&mut session, &mut ctx).await.unwrap());
+            let mut upstream = session.req_header().clone();
+            gw.upstream_request_filter(&mut session, &mut upstream, &mut ctx)
+                .await
+                .unwrap();
+            assert_eq!(upstream.raw_path(), sent.as_bytes(), "{raw}");
         }
     }
 

@@ -1,10 +1,12 @@
-//! Checks every request passes before routing: size limits, a well-formed target and a
-//! usable Host. Pure functions over the request header, so they are tested without sockets.
+//! Checks every request passes before routing: size limits, a target in a form the gateway
+//! serves, and one usable Host. Pure functions over the request header, so they are tested
+//! without sockets. The path itself is read once, after routing, by [`crate::target`].
 
 use pingora::http::RequestHeader;
 
 use crate::pages::Page;
 use crate::routing::{normalize_host, HostError};
+use crate::target::absolute_authority;
 use crate::state::Settings;
 
 /// Why a request is refused before routing; maps to an error page.
@@ -14,8 +16,12 @@ pub enum Rejection {
     UriTooLong,
     /// 431.
     HeadersTooLarge,
-    /// 400: invalid percent-encoding or a target that is not a path.
+    /// 400: a target that is not a path (origin form, absolute form, or `*` for OPTIONS).
     BadTarget,
+    /// 400: a path the canonical form cannot carry (see [`crate::target`]).
+    BadPath,
+    /// 400: a path whose rule verdict depends on how the upstream reads `;` parameters.
+    AmbiguousPath,
     /// 400: Host missing, repeated or malformed.
     BadHost,
 }
@@ -26,7 +32,7 @@ impl Rejection {
         match self {
             Self::UriTooLong => Page::URI_TOO_LONG,
             Self::HeadersTooLarge => Page::HEADERS_TOO_LARGE,
-            Self::BadTarget => Page::BAD_REQUEST,
+            Self::BadTarget | Self::BadPath | Self::AmbiguousPath => Page::BAD_REQUEST,
             Self::BadHost => Page::BAD_HOST,
         }
     }
@@ -37,6 +43,8 @@ impl Rejection {
             Self::UriTooLong => "uri_too_long",
             Self::HeadersTooLarge => "headers_too_large",
             Self::BadTarget => "bad_target",
+            Self::BadPath => "bad_path",
+            Self::AmbiguousPath => "ambiguous_path",
             Self::BadHost => "bad_host",
         }
     }
@@ -55,13 +63,10 @@ pub fn inspect<'a>(
     if header_bytes > settings.max_header_bytes {
         return Err(Rejection::HeadersTooLarge);
     }
-    // Origin form only ("/path?query"); "*" (OPTIONS) and absolute forms are not routed.
+    // Origin form, absolute form naming the same host as Host (RFC 9112 §3.2.2), or `*`.
     let origin_form = target.first() == Some(&b'/');
     let asterisk = req.method == http::Method::OPTIONS && target == b"*";
-    if !origin_form && !asterisk && req.uri.authority().is_none() {
-        return Err(Rejection::BadTarget);
-    }
-    if !valid_percent_encoding(target) {
+    if !origin_form && !asterisk && absolute_authority(target).is_none() {
         return Err(Rejection::BadTarget);
     }
     let raw_host = raw_host(req).map_err(|_| Rejection::BadHost)?;
@@ -70,30 +75,27 @@ pub fn inspect<'a>(
 }
 
 /// The Host of a request: the `Host` header (exactly one), or the authority of an HTTP/2
-/// request or an absolute-form target.
+/// request or an absolute-form target. When both are present they must name the same host,
+/// or routing and the upstream could disagree about which app was asked for.
 pub fn raw_host(req: &RequestHeader) -> Result<&str, HostError> {
+    let authority = match req.uri.authority() {
+        Some(a) => Some(a.as_str()),
+        None => absolute_authority(req.raw_path())
+            .map(|a| std::str::from_utf8(a).map_err(|_| HostError::Malformed))
+            .transpose()?,
+    };
     let mut hosts = req.headers.get_all(http::header::HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (Some(h), None) => h.to_str().map_err(|_| HostError::Malformed),
-        (Some(_), Some(_)) => Err(HostError::Malformed),
-        (None, _) => req.uri.authority().map(|a| a.as_str()).ok_or(HostError::Missing),
+    let header = match (hosts.next(), hosts.next()) {
+        (Some(h), None) => Some(h.to_str().map_err(|_| HostError::Malformed)?),
+        (Some(_), Some(_)) => return Err(HostError::Malformed),
+        (None, _) => None,
+    };
+    match (header, authority) {
+        (Some(h), Some(a)) if normalize_host(h)? != normalize_host(a)? => Err(HostError::Malformed),
+        (Some(h), _) => Ok(h),
+        (None, Some(a)) => Ok(a),
+        (None, None) => Err(HostError::Missing),
     }
-}
-
-/// True when every `%` is followed by two hex digits.
-pub fn valid_percent_encoding(target: &[u8]) -> bool {
-    let mut i = 0;
-    while i < target.len() {
-        if target[i] == b'%' {
-            match (target.get(i + 1), target.get(i + 2)) {
-                (Some(a), Some(b)) if a.is_ascii_hexdigit() && b.is_ascii_hexdigit() => i += 3,
-                _ => return false,
-            }
-        } else {
-            i += 1;
-        }
-    }
-    true
 }
 
 #[cfg(test)]
@@ -144,11 +146,7 @@ mod tests {
             Rejection::BadHost
         );
         assert_eq!(
-            inspect(&req("/%zz", &[("Host", "a.com")]), &s).unwrap_err(),
-            Rejection::BadTarget
-        );
-        assert_eq!(
-            inspect(&req("/%4", &[("Host", "a.com")]), &s).unwrap_err(),
+            inspect(&req("*", &[("Host", "a.com")]), &s).unwrap_err(),
             Rejection::BadTarget
         );
         let long = format!("/{}", "a".repeat(2000));
@@ -164,9 +162,28 @@ mod tests {
     }
 
     #[test]
-    fn percent_encoding() {
-        assert!(valid_percent_encoding(b"/a%2Fb%2f"));
-        assert!(!valid_percent_encoding(b"/a%"));
-        assert!(!valid_percent_encoding(b"/a%g0"));
+    fn absolute_form_must_name_the_host() {
+        let s = settings();
+        let same = req("https://App1.example.com:8443/x?y", &[("Host", "app1.example.com:8443")]);
+        assert_eq!(inspect(&same, &s).unwrap().0, "app1.example.com");
+        let no_header = req("http://app1.example.com/x", &[]);
+        assert_eq!(inspect(&no_header, &s).unwrap().0, "app1.example.com");
+        let other = req("https://admin.example.com/x", &[("Host", "app1.example.com")]);
+        assert_eq!(inspect(&other, &s).unwrap_err(), Rejection::BadHost);
+        let options = RequestHeader::build("OPTIONS", b"*", None).unwrap();
+        let mut options = options;
+        options.append_header("Host", "a.com").unwrap();
+        assert_eq!(inspect(&options, &s).unwrap().0, "a.com");
+    }
+
+    #[test]
+    fn authority_and_host_must_agree() {
+        let s = settings();
+        let mut h2 = RequestHeader::build("GET", b"/x", None).unwrap();
+        h2.set_uri("https://app1.example.com/x".parse().unwrap());
+        h2.append_header("Host", "admin.example.com").unwrap();
+        assert_eq!(inspect(&h2, &s).unwrap_err(), Rejection::BadHost);
+        h2.insert_header("Host", "APP1.example.com").unwrap();
+        assert_eq!(inspect(&h2, &s).unwrap().0, "app1.example.com");
     }
 }

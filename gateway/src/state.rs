@@ -15,6 +15,7 @@ use crate::config::{base_dir, Config, ConfigError, ConfigErrors};
 use crate::metrics::Metrics;
 use crate::routing::{HostPattern, RouteTable};
 use crate::session::Store;
+use crate::target::PathMode;
 use crate::tls::CertStore;
 use crate::upstream::{Pool, PoolSpec};
 
@@ -33,6 +34,21 @@ pub struct App {
     pub timeouts: TimeoutsSpec,
     /// Authentication policy; `None` for a public app.
     pub auth: Option<Arc<AppAuth>>,
+    /// How the request path is read and forwarded (`forward_raw_path`).
+    pub path_mode: PathMode,
+}
+
+/// Why `forward_raw_path` cannot serve this app, if it cannot: rules would judge a path the
+/// upstream does not receive.
+fn raw_path_conflict(spec: &crate::config::schema::AppFile) -> Option<&'static str> {
+    let has_rules = spec
+        .auth
+        .as_ref()
+        .is_some_and(|a| !a.skip_auth_routes.is_empty() || !a.api_routes.is_empty());
+    (spec.forward_raw_path && has_rules).then_some(
+        "cannot be combined with auth.skip_auth_routes or auth.api_routes: those rules judge the \
+         canonical path, which the upstream would not receive; remove the rules or forward_raw_path",
+    )
 }
 
 /// Gateway-wide settings that requests need.
@@ -124,6 +140,10 @@ impl Snapshot {
                 continue;
             }
             hosts.insert(host.clone(), file.clone());
+            if let Some(message) = raw_path_conflict(&spec) {
+                errors.push(ConfigError::new(&file, "forward_raw_path", message));
+                continue;
+            }
             let parsed = PoolSpec::parse(
                 &spec.upstreams,
                 spec.load_balancing,
@@ -188,6 +208,11 @@ impl Snapshot {
                 file,
                 pool,
                 timeouts: spec.timeouts,
+                path_mode: if spec.forward_raw_path {
+                    PathMode::Raw
+                } else {
+                    PathMode::Canonical
+                },
                 auth,
             };
             routes.insert(host, Arc::new(app));

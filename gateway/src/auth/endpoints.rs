@@ -210,8 +210,7 @@ fn sign_in_page(session: &HttpSession, req: &Request<'_>) -> Reply {
 }
 
 async fn forward_auth(session: &HttpSession, req: &Request<'_>) -> Reply {
-    let path = session.req_header().uri.path().to_owned();
-    match flow::decide(session, req, &http::Method::GET, &path, true).await {
+    match flow::decide(session, req, true).await {
         Ok(Decision::Pass(Some(granted))) => {
             let id = granted.identity();
             let mut reply = Reply::new(202, "text/plain", "").header("x-auth-request-user", id.user().to_owned());

@@ -80,6 +80,8 @@ pub struct Request<'a> {
     pub origin: &'a str,
     /// The app's normalised host (redirect checks).
     pub host: &'a str,
+    /// The canonical path and query of the request: where a login started here returns.
+    pub return_to: &'a str,
 }
 
 /// The login state kept in a short-lived sealed cookie between `/oauth2/start` and the callback.
@@ -314,17 +316,11 @@ async fn wait_for_refresh(req: &Request<'_>, ticket: &Ticket, stale: Arc<Session
     stale
 }
 
-/// Decides what to do with a request to a protected (not skipped) route. `api` forces API
-/// answers (401 rather than a login redirect), as for `/oauth2/auth`.
-pub async fn decide(
-    session: &HttpSession,
-    req: &Request<'_>,
-    method: &http::Method,
-    path: &str,
-    api: bool,
-) -> Result<Decision> {
+/// Decides what to do with a request to a protected (not skipped) route. `api` asks for API
+/// answers (401 rather than a login redirect): an `api_routes` match, or `/oauth2/auth`.
+pub async fn decide(session: &HttpSession, req: &Request<'_>, api: bool) -> Result<Decision> {
     let auth = req.auth;
-    let json = api || wants_json(session) || auth.api.matches(method, path);
+    let json = api || wants_json(session);
     let metrics = &req.state.metrics;
     let count = |outcome: &str| metrics.auth_decisions.with_label_values(&[req.app, outcome]).inc();
 
@@ -380,8 +376,7 @@ pub async fn decide(
         }
         Ok(None) => {
             count("redirect");
-            let target = session.req_header().uri.path_and_query().map_or("/", |pq| pq.as_str());
-            let rd = super::redirect::safe_redirect(target, req.host, None, false);
+            let rd = super::redirect::safe_redirect(req.return_to, req.host, None, false);
             Ok(Decision::Answer(start_login(req, &rd, false).await))
         }
         Err(page) => {

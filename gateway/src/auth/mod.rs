@@ -8,7 +8,6 @@
 pub mod endpoints;
 pub mod flow;
 pub mod headers;
-pub mod path;
 pub mod policy;
 pub mod provider;
 pub mod redirect;
@@ -184,6 +183,17 @@ fn cookie_domain_for(settings: &AuthSettings, host: &crate::routing::HostPattern
     })
 }
 
+/// What an app's path rules make of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteClass {
+    /// A `skip_auth_routes` match: proxied without authentication.
+    Public,
+    /// An `api_routes` match: authenticated, answered 401 JSON rather than redirected.
+    Api,
+    /// Everything else: authenticated, redirected to sign in.
+    Protected,
+}
+
 /// One app's compiled authentication policy.
 #[derive(Debug)]
 pub struct AppAuth {
@@ -210,6 +220,28 @@ pub struct AppAuth {
 }
 
 impl AppAuth {
+    /// Classifies a request by its canonical `path`. `stripped` is the same path without
+    /// matrix parameters ([`Target::stripped_path`](crate::target::Target::stripped_path)):
+    /// when the two get different verdicts the answer is `None` and the request is refused,
+    /// since upstreams that cut parameters would route what the rules did not judge.
+    pub fn classify(&self, method: &http::Method, path: &str, stripped: Option<&str>) -> Option<RouteClass> {
+        let class = self.class_of(method, path);
+        match stripped {
+            Some(s) if self.class_of(method, s) != class => None,
+            _ => Some(class),
+        }
+    }
+
+    fn class_of(&self, method: &http::Method, path: &str) -> RouteClass {
+        if self.skip.matches(method, path) {
+            RouteClass::Public
+        } else if self.api.matches(method, path) {
+            RouteClass::Api
+        } else {
+            RouteClass::Protected
+        }
+    }
+
     /// True when this compiled policy can serve `spec` for `host` under `settings` unchanged:
     /// same block, same provider object, same cookie settings.
     pub fn reusable_for(

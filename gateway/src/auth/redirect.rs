@@ -72,7 +72,7 @@ fn is_safe_relative(rd: &str) -> bool {
     if rd.starts_with("//") {
         return false;
     }
-    let Some(decoded) = super::path::decode_percent(rd) else {
+    let Some(decoded) = crate::target::decode_percent(rd) else {
         return false;
     };
     !(decoded.starts_with(b"//")

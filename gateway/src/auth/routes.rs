@@ -3,7 +3,7 @@
 //! A rule is `REGEX` (any method) or `METHODS=REGEX`, where `METHODS` is one or more
 //! comma-separated uppercase method tokens: `^/public/`, `GET=^/healthz$`,
 //! `POST,PUT=^/api/`. The regex is Rust [`regex`] syntax and is matched against the path
-//! canonicalised by [`normalize_path`](super::path::normalize_path), never the raw target.
+//! canonicalised by [`crate::target`], never the raw target.
 //!
 //! Parsing decisions:
 //! - The text before the first `=` is a method list only when it is a comma-separated list of
@@ -100,8 +100,8 @@ impl RouteRules {
         self.len
     }
 
-    /// True when any rule matches `method` and the normalised `path` (from
-    /// [`normalize_path`](super::path::normalize_path)).
+    /// True when any rule matches `method` and the canonical `path` (from
+    /// [`Target::path`](crate::target::Target::path)).
     pub fn matches(&self, method: &Method, path: &str) -> bool {
         if self.any_method.as_ref().is_some_and(|set| set.is_match(path)) {
             return true;
@@ -466,18 +466,21 @@ mod tests {
     }
 
     #[test]
-    fn rules_see_only_the_normalised_path() {
-        use super::super::path::normalize_path;
+    fn rules_see_only_the_canonical_path() {
+        use crate::target::{PathMode, Target};
+        let canonical = |raw: &str| {
+            let req = pingora::http::RequestHeader::build("GET", raw.as_bytes(), None).unwrap();
+            Target::of(&req, PathMode::Canonical).map(|t| t.path(&req).to_owned())
+        };
         let r = rules(&["^/public/"]);
-        for raw in [
-            "/public/../admin",
-            "/public%2f..%2fadmin",
-            "/public/..;/admin",
-            "/public\\..\\admin",
-        ] {
-            let p = normalize_path(raw).unwrap();
+        for raw in ["/public/../admin", "/public/%2e%2e/admin", "/public\\..\\admin", "/%70ublic/../admin"] {
+            let p = canonical(raw).unwrap();
             assert!(!r.matches(&Method::GET, &p), "{raw} -> {p}");
         }
-        assert!(r.matches(&Method::GET, &normalize_path("//public//x").unwrap()));
+        // Forms the canonical view cannot carry never reach a rule.
+        assert!(canonical("/public%2f..%2fadmin").is_err());
+        assert!(canonical("/public/..;/admin").is_err());
+        assert!(r.matches(&Method::GET, &canonical("//public//x").unwrap()));
+        assert!(r.matches(&Method::GET, &canonical("/%70ublic/x").unwrap()));
     }
 }

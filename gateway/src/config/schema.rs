@@ -425,6 +425,10 @@ pub struct AppFile {
     /// Authentication policy; absent means a public app, proxied as is.
     #[serde(default)]
     pub auth: Option<AuthSpec>,
+    /// Forward the raw request target instead of the canonical one, and accept encoded
+    /// slashes (`%2F`) and dot segments with parameters. Only for apps without path rules.
+    #[serde(default)]
+    pub forward_raw_path: bool,
 }
 
 /// `load_balancing:` values.
