@@ -49,11 +49,13 @@ fn request_checks(c: &mut Criterion) {
             https: "127.0.0.1:8443".into(),
             http: None,
             admin: None,
+            proxy_protocol: false,
         },
         redirect_https_port: 8443,
         max_header_bytes: 32 * 1024,
         max_uri_bytes: 8 * 1024,
         keepalive_timeout: std::time::Duration::from_secs(60),
+        trusted_proxies: Default::default(),
     };
     let mut req = RequestHeader::build("GET", b"/api/v1/items?page=2&sort=name%20asc", None).unwrap();
     for (k, v) in [

@@ -4,7 +4,8 @@
 //!
 //! Special paths: `/healthz` (200, or 503 after `/__health/off`), `/__health/on|off`,
 //! `/__delay/<ms>` (answers after a delay), `/__bytes/<n>` (an `n`-byte body). A request
-//! with `Upgrade: websocket` gets a 101 and then every byte is echoed back.
+//! with `Upgrade: websocket` gets a 101 and then every byte is echoed back. Each request
+//! header `X-Echo-Set-Cookie: <value>` comes back as a `Set-Cookie: <value>` response header.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -150,12 +151,16 @@ impl Echo {
             } else {
                 "application/json"
             };
-            let head = format!(
-                "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nx-echo-name: {}\r\n\r\n",
+            let mut head = format!(
+                "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nx-echo-name: {}\r\n",
                 if status == 200 { "OK" } else { "Service Unavailable" },
                 body.len(),
                 self.name
             );
+            for cookie in map.get("x-echo-set-cookie").into_iter().flatten() {
+                head.push_str(&format!("set-cookie: {cookie}\r\n"));
+            }
+            head.push_str("\r\n");
             stream.write_all(head.as_bytes()).await?;
             if method != "HEAD" {
                 stream.write_all(&body).await?;

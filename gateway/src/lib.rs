@@ -25,12 +25,14 @@
 
 pub mod admin;
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod echo;
 pub mod logging;
 pub mod metrics;
 pub mod pages;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod request;
 pub mod routing;
 pub mod server;

@@ -36,6 +36,9 @@ pub struct Metrics {
     pub tls_certificate_expiry: IntGaugeVec,
     /// `authgate_rejected_requests_total{reason}`: requests refused before routing (400/404/414/421/431).
     pub rejected_requests: IntCounterVec,
+    /// `authgate_upstream_cookies_dropped_total{app}`: `Set-Cookie`s for the gateway's own
+    /// cookie names removed from upstream responses (an app fixing another tenant's session).
+    pub upstream_cookies_dropped: IntCounterVec,
     /// `authgate_auth_decisions_total{app,outcome}`: allowed, bearer, skipped, redirect,
     /// unauthorized, forbidden, store_unavailable, idp_unavailable.
     pub auth_decisions: IntCounterVec,
@@ -137,6 +140,13 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        let upstream_cookies_dropped = IntCounterVec::new(
+            Opts::new(
+                "authgate_upstream_cookies_dropped_total",
+                "Set-Cookie headers for the gateway's own cookies removed from upstream responses, by app",
+            ),
+            &["app"],
+        )?;
         let auth_decisions = IntCounterVec::new(
             Opts::new(
                 "authgate_auth_decisions_total",
@@ -222,6 +232,7 @@ impl Metrics {
         registry.register(Box::new(tls_certificate_selections.clone()))?;
         registry.register(Box::new(tls_certificate_expiry.clone()))?;
         registry.register(Box::new(rejected_requests.clone()))?;
+        registry.register(Box::new(upstream_cookies_dropped.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -236,6 +247,7 @@ impl Metrics {
             tls_certificate_selections,
             tls_certificate_expiry,
             rejected_requests,
+            upstream_cookies_dropped,
             auth_decisions,
             logins,
             session_refreshes,

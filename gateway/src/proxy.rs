@@ -13,6 +13,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::auth::flow::{self, Decision, Granted};
 use crate::auth::{endpoints, headers, RouteClass};
+use crate::client::Client;
 use crate::pages::{send_page, Page};
 use crate::request::{inspect, Rejection};
 use crate::state::{App, Snapshot, State};
@@ -43,6 +44,8 @@ pub struct RequestCtx {
     granted: Option<Granted>,
     /// The canonical target, once the app (and so the path mode) is known.
     target: Option<Target>,
+    /// The client, as far as trusted proxies vouch for it.
+    client: Option<Client>,
 }
 
 impl RequestCtx {
@@ -53,6 +56,17 @@ impl RequestCtx {
 
 fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
     session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
+}
+
+/// The client behind the connection, believing `X-Forwarded-For` only from trusted proxies.
+fn resolve_client(session: &Session, settings: &crate::state::Settings) -> Client {
+    let forwarded_for = session
+        .req_header()
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    Client::resolve(client_ip(session), forwarded_for, &settings.trusted_proxies)
 }
 
 impl Gateway {
@@ -141,13 +155,18 @@ impl ProxyHttp for Gateway {
             upstream_started: None,
             granted: None,
             target: None,
+            client: None,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        // RFC 9112 §9.3.2: requests a client pipelines are answered one after another, in
+        // order, instead of closing the connection after the first.
+        session.as_downstream_mut().set_pipelining_enabled(true);
         let snapshot = self.state.snapshot();
         let settings = &snapshot.settings;
         session.set_keepalive(Some(settings.keepalive_timeout.as_secs()));
+        ctx.client = Some(resolve_client(session, settings));
         let (host, raw_host) = match inspect(session.req_header(), settings) {
             Ok((host, raw)) => (host.into_owned(), raw.to_owned()),
             Err(rejection) => return self.reject(session, rejection).await,
@@ -196,7 +215,7 @@ impl ProxyHttp for Gateway {
             .app
             .clone()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no app chosen"))?;
-        let key = match client_ip(session) {
+        let key = match ctx.client.as_ref().and_then(|c| c.addr) {
             Some(std::net::IpAddr::V4(v4)) => v4.to_ipv6_mapped().octets(),
             Some(std::net::IpAddr::V6(v6)) => v6.octets(),
             None => [0; 16],
@@ -246,29 +265,13 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(target) = &ctx.target {
             target.apply(upstream)?;
         }
-        if let Some(ip) = client_ip(session) {
-            let ip = ip.to_string();
-            upstream.insert_header("x-forwarded-for", &ip)?;
-            upstream.insert_header("x-real-ip", &ip)?;
-        } else {
-            upstream.remove_header("x-forwarded-for");
-            upstream.remove_header("x-real-ip");
-        }
-        upstream.insert_header("x-forwarded-proto", "https")?;
-        match &ctx.forwarded_host {
-            Some(h) => upstream.insert_header("x-forwarded-host", h.as_str())?,
-            None => {
-                upstream.remove_header("x-forwarded-host");
-            }
-        }
-        upstream.remove_header("forwarded");
         let cookie_prefix = ctx
             .snapshot
             .as_ref()
@@ -277,6 +280,12 @@ impl ProxyHttp for Gateway {
         let app_auth = ctx.app.as_ref().and_then(|a| a.auth.as_ref());
         let own_authorization = app_auth.is_some_and(|a| a.set_authorization_header);
         headers::strip(upstream, cookie_prefix, own_authorization);
+        let forwarding = headers::Forwarding {
+            client: ctx.client.as_ref(),
+            host: ctx.forwarded_host.as_deref(),
+            port: ctx.snapshot.as_ref().map_or(443, |s| s.settings.redirect_https_port),
+        };
+        headers::set_forwarding(upstream, &forwarding)?;
         if let (Some(granted), Some(auth)) = (&ctx.granted, app_auth) {
             let injection = headers::Injection {
                 identity: granted.identity(),
@@ -291,9 +300,25 @@ impl ProxyHttp for Gateway {
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
-        _resp: &mut ResponseHeader,
+        resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        let cookie_prefix = ctx
+            .snapshot
+            .as_ref()
+            .and_then(|s| s.auth.as_ref())
+            .map(|a| a.cookie.name.as_str());
+        if let (Some(prefix), Some(app)) = (cookie_prefix, &ctx.app) {
+            let dropped = headers::drop_gateway_cookies(resp, prefix);
+            if dropped > 0 {
+                tracing::warn!(app = %app.name, dropped, "upstream tried to set the gateway's own cookies; removed");
+                self.state
+                    .metrics
+                    .upstream_cookies_dropped
+                    .with_label_values(&[app.name.as_str()])
+                    .inc_by(dropped as u64);
+            }
+        }
         if let (Some(app), Some(started)) = (&ctx.app, ctx.upstream_started) {
             self.state
                 .metrics
@@ -346,7 +371,7 @@ impl ProxyHttp for Gateway {
             upstream = %OrDash(ctx.tried.last()),
             duration_ms = duration_ms(ctx.started.elapsed()),
             bytes = session.body_bytes_sent(),
-            client = %OrDash(client_ip(session).as_ref()),
+            client = %OrDash(ctx.client.as_ref().and_then(|c| c.addr.as_ref())),
             error = e.map(|e| e.etype().as_str()),
         );
     }
@@ -490,7 +515,10 @@ mod tests {
             let request = format!("GET {path} HTTP/1.1\r\nHost: app1.example.com\r\n\r\n");
             let (mut session, mut client) = session_for(&request).await;
             let mut ctx = gw.new_ctx();
-            assert!(gw.request_filter(&mut session, &mut ctx).await.unwrap(), "{path} is answered");
+            assert!(
+                gw.request_filter(&mut session, &mut ctx).await.unwrap(),
+                "{path} is answered"
+            );
             let head = response_head(&mut client).await;
             assert!(head.starts_with("HTTP/1.1 400"), "{path}: {head}");
         }

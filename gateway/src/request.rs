@@ -6,8 +6,8 @@ use pingora::http::RequestHeader;
 
 use crate::pages::Page;
 use crate::routing::{normalize_host, HostError};
-use crate::target::absolute_authority;
 use crate::state::Settings;
+use crate::target::absolute_authority;
 
 /// Why a request is refused before routing; maps to an error page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,11 +109,13 @@ mod tests {
                 https: "127.0.0.1:8443".into(),
                 http: None,
                 admin: None,
+                proxy_protocol: false,
             },
             redirect_https_port: 8443,
             max_header_bytes: 4096,
             max_uri_bytes: 1024,
             keepalive_timeout: std::time::Duration::from_secs(60),
+            trusted_proxies: Default::default(),
         }
     }
 
@@ -164,7 +166,10 @@ mod tests {
     #[test]
     fn absolute_form_must_name_the_host() {
         let s = settings();
-        let same = req("https://App1.example.com:8443/x?y", &[("Host", "app1.example.com:8443")]);
+        let same = req(
+            "https://App1.example.com:8443/x?y",
+            &[("Host", "app1.example.com:8443")],
+        );
         assert_eq!(inspect(&same, &s).unwrap().0, "app1.example.com");
         let no_header = req("http://app1.example.com/x", &[]);
         assert_eq!(inspect(&no_header, &s).unwrap().0, "app1.example.com");

@@ -127,6 +127,11 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
             error: e.to_string(),
         })?;
     gateway.add_tls_with_settings(&listen.https, None, tls);
+    if listen.proxy_protocol {
+        gateway
+            .endpoints()
+            .set_pre_tls_callback(Arc::new(crate::proxy_protocol::ProxyProtocol::new(state.clone())));
+    }
     gateway.threads = Some(threads);
     server.add_service(gateway);
 

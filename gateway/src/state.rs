@@ -10,6 +10,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::auth::{AppAuth, AuthSettings};
+use crate::client::TrustedProxies;
 use crate::config::schema::{Listen, TimeoutsSpec};
 use crate::config::{base_dir, Config, ConfigError, ConfigErrors};
 use crate::metrics::Metrics;
@@ -64,6 +65,8 @@ pub struct Settings {
     pub max_uri_bytes: usize,
     /// Downstream keep-alive idle limit.
     pub keepalive_timeout: Duration,
+    /// Peers whose `X-Forwarded-For` (and PROXY protocol header) is believed.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// The compiled configuration served by the gateway.
@@ -337,7 +340,16 @@ fn settings(main_path: &Path, gateway: &crate::config::schema::GatewayFile, erro
             "must be at least 256",
         ));
     }
+    let trusted_proxies = TrustedProxies::parse(&server.trusted_proxies).unwrap_or_else(|(i, message)| {
+        errors.push(ConfigError::new(
+            main_path,
+            format!("server.trusted_proxies[{i}]"),
+            message,
+        ));
+        TrustedProxies::default()
+    });
     Settings {
+        trusted_proxies,
         listen: listen.clone(),
         redirect_https_port: gateway.public_https_port.unwrap_or(https_port),
         max_header_bytes: server.max_header_bytes,

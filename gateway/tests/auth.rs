@@ -216,13 +216,15 @@ async fn skip_auth_routes_match_the_normalised_path_only() {
     // Attempts to reach a protected path through a public-looking one are protected.
     for path in [
         "/public/../private",
-        "/public%2f..%2fprivate",
         "/public/%2e%2e/private",
-        "/public/..;/private",
         "/public/x/../../private",
         "/healthz/../private",
     ] {
         assert_eq!(tls(path), "302", "{path} must require login");
+    }
+    // Forms whose meaning depends on the upstream are refused outright (tests/paths.rs).
+    for path in ["/public%2f..%2fprivate", "/public/..;/private"] {
+        assert_eq!(tls(path), "400", "{path} must be refused");
     }
     // Spellings of a public path stay public; the query never counts.
     for path in ["//public/x", "/%70ublic/x", "/public/./x", "/private?/public/"] {

@@ -1,24 +1,63 @@
-//! Identity headers: what clients may never send, and what the gateway tells the upstream.
+//! Headers an app may trust: what clients may never send, and what the gateway tells the
+//! upstream.
+//!
+//! Two families belong to the gateway alone, and client-sent copies are removed on every
+//! route (public ones too) before the gateway sets its own:
+//! - identity headers (`X-Auth-Request-*`, `X-Forwarded-User`, `-Email`, `-Groups`, ...);
+//! - forwarding and rewrite headers that frameworks honour to rebuild the URL, scheme, port,
+//!   client address or method (`X-Original-URL`, `X-Rewrite-URL`, `X-Forwarded-Uri`,
+//!   `-Prefix`, `-Port`, `-Server`, `-Scheme`, `-Ssl`, `Forwarded`, `X-HTTP-Method-Override`,
+//!   `True-Client-IP`, ...). A client that could set them would make `GET /public/x` serve
+//!   `/admin`, or a `GET` rule admit a `DELETE`.
 //!
 //! Names are compared after lower-casing and turning `_` into `-`, so `X_Auth_Request_User`
 //! and `x-auth-request-user` are the same header (some servers treat them alike).
 
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 
 use super::policy::Identity;
+use crate::client::Client;
 
-/// Headers the gateway alone may set; client-sent copies are removed on every route.
-const IDENTITY_HEADERS: &[&str] = &[
+/// Headers the gateway alone may set (besides the `x-auth-request-` family).
+const GATEWAY_HEADERS: &[&str] = &[
+    // Identity.
     "x-forwarded-user",
     "x-forwarded-email",
     "x-forwarded-groups",
     "x-forwarded-preferred-username",
     "x-forwarded-access-token",
+    // Forwarding: the gateway sets the first five itself.
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-real-ip",
+    "forwarded",
+    "x-forwarded-uri",
+    "x-forwarded-prefix",
+    "x-forwarded-path",
+    "x-forwarded-server",
+    "x-forwarded-scheme",
+    "x-forwarded-protocol",
+    "x-forwarded-ssl",
+    "front-end-https",
+    "x-url-scheme",
+    "x-client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+    // Rewrites of the URL or method.
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-original-host",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 ];
 
-/// True when `name` is an identity header in any spelling (no allocation: this runs for
-/// every header of every request).
-pub fn is_identity_header(name: &str) -> bool {
+/// True when `name` is a header only the gateway may set, in any spelling (no allocation:
+/// this runs for every header of every request).
+pub fn is_gateway_header(name: &str) -> bool {
     let name = name.trim().as_bytes();
     let same = |prefix: &[u8]| {
         name.len() >= prefix.len()
@@ -27,23 +66,23 @@ pub fn is_identity_header(name: &str) -> bool {
                 a == *b || (a == b'_' && *b == b'-')
             })
     };
-    if name.first().is_none_or(|c| !c.eq_ignore_ascii_case(&b'x')) {
+    if !matches!(name.first().map(u8::to_ascii_lowercase), Some(b'x' | b'f' | b't')) {
         return false;
     }
     same(b"x-auth-request-")
-        || IDENTITY_HEADERS
+        || GATEWAY_HEADERS
             .iter()
             .any(|h| name.len() == h.len() && same(h.as_bytes()))
 }
 
-/// Removes every client-sent identity header, tokens naming them in `Connection`, and the
+/// Removes every client-sent gateway header, tokens naming them in `Connection`, and the
 /// gateway's own cookies (names starting with `cookie_prefix`). When `strip_authorization`
 /// the client's `Authorization` goes too (the gateway sets its own).
 pub fn strip(req: &mut RequestHeader, cookie_prefix: Option<&str>, strip_authorization: bool) {
     let doomed: Vec<http::HeaderName> = req
         .headers
         .keys()
-        .filter(|k| is_identity_header(k.as_str()))
+        .filter(|k| is_gateway_header(k.as_str()))
         .cloned()
         .collect();
     for name in doomed {
@@ -53,11 +92,11 @@ pub fn strip(req: &mut RequestHeader, cookie_prefix: Option<&str>, strip_authori
         req.remove_header(&http::header::AUTHORIZATION);
     }
     if let Some(conn) = req.headers.get(http::header::CONNECTION).and_then(|v| v.to_str().ok()) {
-        if conn.split(',').any(is_identity_header) {
+        if conn.split(',').any(is_gateway_header) {
             let kept: Vec<&str> = conn
                 .split(',')
                 .map(str::trim)
-                .filter(|t| !is_identity_header(t))
+                .filter(|t| !is_gateway_header(t))
                 .collect();
             let kept = kept.join(", ");
             if kept.is_empty() || req.insert_header(http::header::CONNECTION, kept).is_err() {
@@ -96,6 +135,57 @@ fn strip_cookies(req: &mut RequestHeader, prefix: &str) {
     if !kept.is_empty() {
         let _ = req.insert_header(http::header::COOKIE, kept.join("; "));
     }
+}
+
+/// Removes from an upstream response every `Set-Cookie` for a cookie whose name starts with
+/// `prefix` (the gateway's session and login cookies, whatever their `Domain`): one app must
+/// not fix another tenant's session or login state. Returns how many were removed.
+pub fn drop_gateway_cookies(resp: &mut ResponseHeader, prefix: &str) -> usize {
+    let ours = |v: &http::HeaderValue| {
+        let name = v.as_bytes().split(|&b| b == b'=').next().unwrap_or_default();
+        name.trim_ascii().starts_with(prefix.as_bytes())
+    };
+    let all = resp.headers.get_all(http::header::SET_COOKIE);
+    let dropped = all.iter().filter(|v| ours(v)).count();
+    if dropped == 0 {
+        return 0;
+    }
+    let kept: Vec<http::HeaderValue> = all.iter().filter(|v| !ours(v)).cloned().collect();
+    resp.remove_header(&http::header::SET_COOKIE);
+    for v in kept {
+        let _ = resp.append_header(http::header::SET_COOKIE, v);
+    }
+    dropped
+}
+
+/// The forwarding headers the gateway vouches for.
+pub struct Forwarding<'a> {
+    /// The client; `X-Forwarded-For` and `X-Real-IP` are left out when unknown.
+    pub client: Option<&'a Client>,
+    /// The Host the client asked for, as sent.
+    pub host: Option<&'a str>,
+    /// The port the client connected to (`public_https_port`, else the listener's).
+    pub port: u16,
+}
+
+/// Sets `X-Forwarded-For` (the trusted chain and the peer), `X-Real-IP` (the client),
+/// `X-Forwarded-Proto`, `-Host` and `-Port`. Call after [`strip`], which removed every
+/// client-sent spelling of them.
+pub fn set_forwarding(req: &mut RequestHeader, what: &Forwarding<'_>) -> pingora::Result<()> {
+    if let Some(client) = what.client {
+        if let Some(chain) = &client.forwarded_for {
+            req.insert_header("x-forwarded-for", chain.as_str())?;
+        }
+        if let Some(addr) = client.addr {
+            req.insert_header("x-real-ip", addr.to_string())?;
+        }
+    }
+    req.insert_header("x-forwarded-proto", "https")?;
+    if let Some(host) = what.host {
+        req.insert_header("x-forwarded-host", host)?;
+    }
+    req.insert_header("x-forwarded-port", itoa::Buffer::new().format(what.port))?;
+    Ok(())
 }
 
 /// What to tell the upstream about the signed-in user.
@@ -157,6 +247,18 @@ mod tests {
             ("Cookie", "_authgate_login_x=y"),
             ("Authorization", "Bearer forged"),
             ("X-Other", "kept"),
+            ("X-Original-URL", "/admin"),
+            ("x_rewrite_url", "/admin"),
+            ("X-Forwarded-Uri", "/admin"),
+            ("X-Forwarded-Prefix", "/admin"),
+            ("X-FORWARDED-PORT", "1"),
+            ("X-Forwarded-Server", "evil"),
+            ("X_Forwarded_Scheme", "http"),
+            ("X-Forwarded-Ssl", "off"),
+            ("X-Forwarded_Host", "evil.com"),
+            ("Forwarded", "for=1.2.3.4"),
+            ("X-HTTP-Method-Override", "DELETE"),
+            ("True-Client-IP", "1.2.3.4"),
         ] {
             req.append_header(k.to_string(), v).unwrap();
         }
@@ -169,27 +271,80 @@ mod tests {
     }
 
     #[test]
-    fn recognises_identity_headers_in_any_spelling() {
+    fn recognises_gateway_headers_in_any_spelling() {
         for name in [
             "X-Auth-Request-User",
             "x_auth_request_email",
             "X-FORWARDED-EMAIL",
             "x-forwarded_user",
             " x-forwarded-groups",
+            "x-forwarded-for",
+            "X_Forwarded_Host",
+            "x-original-url",
+            "FORWARDED",
+            "true_client_ip",
         ] {
-            assert!(is_identity_header(name), "{name}");
+            assert!(is_gateway_header(name), "{name}");
         }
         for name in [
-            "x-forwarded-for",
-            "x-forwarded-host",
+            "x-forwarded-fors",
+            "forwarded-for",
             "x-auth",
+            "x-request-id",
             "x-forwarded-users",
             "authorization",
             "",
             "x",
         ] {
-            assert!(!is_identity_header(name), "{name}");
+            assert!(!is_gateway_header(name), "{name}");
         }
+    }
+
+    #[test]
+    fn drops_set_cookies_for_the_gateways_names_only() {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        for v in [
+            "app=1; Path=/",
+            "_authgate_corp=fixated; Domain=example.com; Path=/",
+            " _authgate_login_abc=x",
+            "other=2",
+            "_authgat=3",
+        ] {
+            resp.append_header("Set-Cookie", v).unwrap();
+        }
+        assert_eq!(drop_gateway_cookies(&mut resp, "_authgate"), 2);
+        let left: Vec<&str> = resp
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(left, ["app=1; Path=/", "other=2", "_authgat=3"]);
+        assert_eq!(drop_gateway_cookies(&mut resp, "_authgate"), 0);
+    }
+
+    #[test]
+    fn sets_forwarding_headers_it_vouches_for() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        let client = Client {
+            addr: Some("198.51.100.7".parse().unwrap()),
+            forwarded_for: Some("198.51.100.7, 10.0.0.2".into()),
+            peer_trusted: true,
+        };
+        set_forwarding(
+            &mut req,
+            &Forwarding {
+                client: Some(&client),
+                host: Some("App1.example.com:8443"),
+                port: 8443,
+            },
+        )
+        .unwrap();
+        assert_eq!(req.headers["x-forwarded-for"], "198.51.100.7, 10.0.0.2");
+        assert_eq!(req.headers["x-real-ip"], "198.51.100.7");
+        assert_eq!(req.headers["x-forwarded-proto"], "https");
+        assert_eq!(req.headers["x-forwarded-host"], "App1.example.com:8443");
+        assert_eq!(req.headers["x-forwarded-port"], "8443");
     }
 
     #[test]

@@ -473,7 +473,12 @@ mod tests {
             Target::of(&req, PathMode::Canonical).map(|t| t.path(&req).to_owned())
         };
         let r = rules(&["^/public/"]);
-        for raw in ["/public/../admin", "/public/%2e%2e/admin", "/public\\..\\admin", "/%70ublic/../admin"] {
+        for raw in [
+            "/public/../admin",
+            "/public/%2e%2e/admin",
+            "/public\\..\\admin",
+            "/%70ublic/../admin",
+        ] {
             let p = canonical(raw).unwrap();
             assert!(!r.matches(&Method::GET, &p), "{raw} -> {p}");
         }

@@ -348,6 +348,10 @@ pub struct Listen {
     /// Optional admin listener: `/ping`, `/ready`, `/metrics`. Keep it on loopback.
     #[serde(default)]
     pub admin: Option<String>,
+    /// Read a PROXY protocol header (v1 or v2) before TLS on the HTTPS listener, from peers
+    /// in `server.trusted_proxies` only.
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 /// `tls:` section.
@@ -386,6 +390,8 @@ pub struct ServerSection {
     pub keepalive_timeout: HumanDuration,
     /// Idle upstream connections kept for reuse, across all backends.
     pub upstream_keepalive_pool_size: usize,
+    /// Proxies (CIDRs) whose `X-Forwarded-For` is believed, read right to left; default none.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerSection {
@@ -398,6 +404,7 @@ impl Default for ServerSection {
             max_uri_bytes: 8 * 1024,
             keepalive_timeout: HumanDuration(Duration::from_secs(60)),
             upstream_keepalive_pool_size: 1024,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod authenv;
 pub mod certs;
+pub mod h2c;
 pub mod idp;
 pub mod redis;
 
@@ -19,6 +20,15 @@ use openssl::ssl::{SslConnector, SslMethod, SslStream, SslVerifyMode};
 use openssl::x509::X509;
 
 pub use certs::TestCa;
+
+/// Waits (bounded, 15 s) until `ready()` holds.
+pub async fn wait_for(mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !ready() {
+        assert!(Instant::now() < deadline, "condition never held");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
 
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
@@ -53,6 +63,14 @@ impl Drop for Upstream {
     }
 }
 
+/// Extra fields for the flow-style `listen:` and `server:` blocks of the main file, each
+/// starting with `, ` (e.g. `, trusted_proxies: [127.0.0.0/8]`).
+#[derive(Default, Clone)]
+pub struct Blocks {
+    pub listen: String,
+    pub server: String,
+}
+
 /// A configuration directory: `gateway.yaml` plus `apps.d/`.
 pub struct ConfigDir {
     pub dir: tempfile::TempDir,
@@ -84,14 +102,22 @@ impl ConfigDir {
 
     /// Writes `gateway.yaml` with the listeners, the given certificate files and `extra` YAML.
     pub fn write_main(&self, certs: &[(&str, &str)], extra: &str) {
+        self.write_main_with(certs, &Blocks::default(), extra);
+    }
+
+    /// As [`ConfigDir::write_main`], with extra fields inside the `listen:` and `server:` blocks.
+    pub fn write_main_with(&self, certs: &[(&str, &str)], blocks: &Blocks, extra: &str) {
         let mut yaml = format!(
-            "listen: {{ https: \"{}\", http: \"{}\", admin: \"{}\" }}\ntls:\n  certificates:\n",
-            self.https, self.http, self.admin
+            "listen: {{ https: \"{}\", http: \"{}\", admin: \"{}\"{} }}\ntls:\n  certificates:\n",
+            self.https, self.http, self.admin, blocks.listen
         );
         for (c, k) in certs {
             yaml.push_str(&format!("    - {{ cert_file: {c}, key_file: {k} }}\n"));
         }
-        yaml.push_str("apps_dir: apps.d\nserver: { threads: 1, grace_period: 0s, shutdown_timeout: 1s }\n");
+        yaml.push_str(&format!(
+            "apps_dir: apps.d\nserver: {{ threads: 1, grace_period: 0s, shutdown_timeout: 1s{} }}\n",
+            blocks.server
+        ));
         yaml.push_str(extra);
         self.write("gateway.yaml", &yaml);
     }
@@ -359,6 +385,11 @@ pub struct Env {
 
 impl Env {
     pub async fn start(apps: &[(&str, String)], extra_main: &str) -> Env {
+        Self::start_with(apps, &Blocks::default(), extra_main).await
+    }
+
+    /// As [`Env::start`], with extra fields in the `listen:` and `server:` blocks.
+    pub async fn start_with(apps: &[(&str, String)], blocks: &Blocks, extra_main: &str) -> Env {
         let ca = TestCa::new();
         let config = ConfigDir::new();
         let (crt, key) = ca.write_leaf(
@@ -371,7 +402,7 @@ impl Env {
                 "*.pr-42.preview.example.com",
             ],
         );
-        config.write_main(&[(&crt, &key)], extra_main);
+        config.write_main_with(&[(&crt, &key)], blocks, extra_main);
         for (name, yaml) in apps {
             config.write_app(name, yaml);
         }
