@@ -1,4 +1,5 @@
 //! `authgate health` against the real gateway: the probe a container HEALTHCHECK runs.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
