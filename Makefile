@@ -14,11 +14,13 @@ run: certs
 	cargo build --release -p authgate
 	config/run-dev.sh
 
-# Formatting, lints, and every unit and integration test.
+# Formatting, lints, every unit and integration test, and the deploy kit's validators
+# (.ci/validate-deploy: Kubernetes schemas, promtool, compose-spec, hadolint, systemd, ...).
 test: deps
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cargo test --workspace --locked
+	.ci/validate-deploy
 
 bench: certs
 	cargo bench -p authgate

@@ -20,6 +20,7 @@
 //! | [`metrics`] | Prometheus metrics |
 //! | [`server`] | assembling the Pingora server from a configuration |
 //! | [`echo`] | a development upstream that echoes requests |
+//! | [`health`] | `authgate health`, the shell-less probe of `/ready` for container health checks |
 
 #![warn(clippy::all)]
 
@@ -28,6 +29,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod echo;
+pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod pages;

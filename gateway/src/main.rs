@@ -1,4 +1,5 @@
-//! The `authgate` command line: `run`, `check`, and the `echo` development upstream.
+//! The `authgate` command line: `run`, `check`, `health`, `session mint`, and the `echo`
+//! development upstream.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +35,16 @@ enum Command {
         /// The main configuration file.
         #[arg(short, long, env = "AUTHGATE_CONFIG", default_value = "config/gateway.yaml")]
         config: PathBuf,
+    },
+    /// Probe a running gateway's admin `/ready` for container health checks (no shell or curl
+    /// needed): exit 0 on a 2xx answer, 1 when it fails or does not answer within the timeout.
+    Health {
+        /// The URL to probe (plain `http://`).
+        #[arg(long, env = "AUTHGATE_HEALTH_URL", default_value = "http://127.0.0.1:9090/ready")]
+        url: String,
+        /// The longest wait for the whole answer.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
     },
     /// Session tools.
     Session {
@@ -101,6 +112,16 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Health { url, timeout } => match authgate::health::probe(&url, timeout) {
+            Ok(ok) => {
+                println!("{} {}", ok.status, ok.body.trim_end());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("authgate health: {e}");
                 ExitCode::FAILURE
             }
         },
