@@ -298,9 +298,11 @@ async fn proxy_protocol_from_trusted_peers_names_the_client() {
     v2.extend_from_slice(&[203, 0, 113, 5, 127, 0, 0, 1, 0xdc, 0x04, 0x01, 0xbb]);
     let echo = echo_of(&via_proxy_protocol(&env, &v2).unwrap());
     assert_eq!(header(&echo, "x-real-ip"), Some("203.0.113.5"));
-    // A trusted peer may still connect without a header (its own address is the client).
+    // A trusted peer may still connect without a header; it is then a trusted proxy like
+    // any other, and the X-Forwarded-For it sends is believed.
     let echo = echo_of(&via_proxy_protocol(&env, b"").unwrap());
-    assert_eq!(header(&echo, "x-real-ip"), Some("127.0.0.1"));
+    assert_eq!(header(&echo, "x-real-ip"), Some("6.6.6.6"));
+    assert_eq!(header(&echo, "x-forwarded-for"), Some("6.6.6.6, 127.0.0.1"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
