@@ -1,6 +1,8 @@
 //! HTTP conformance a real client notices (issue 8 §5): pipelined requests are answered in
 //! order; absolute-form targets are covered in tests/paths.rs.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::io::{Read, Write};

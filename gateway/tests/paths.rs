@@ -4,6 +4,8 @@
 //!
 //! app1: `skip_auth_routes: ["GET=^/healthz$", "^/public/"]`, `api_routes: ["^/api/"]`.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::authenv::{header, AuthEnv};
