@@ -56,6 +56,7 @@ fn request_checks(c: &mut Criterion) {
         max_uri_bytes: 8 * 1024,
         keepalive_timeout: std::time::Duration::from_secs(60),
         trusted_proxies: Default::default(),
+        resolve_interval: std::time::Duration::from_secs(10),
     };
     let mut req = RequestHeader::build("GET", b"/api/v1/items?page=2&sort=name%20asc", None).unwrap();
     for (k, v) in [

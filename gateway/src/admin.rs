@@ -29,10 +29,65 @@ pub struct Admin {
     state: Arc<State>,
 }
 
+/// Every app's upstreams whose names do not resolve now, as `{app, file, field, message}`.
+fn unresolved(snapshot: &crate::state::Snapshot) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for app in snapshot.routes.values() {
+        for u in app.pool.unresolved().iter() {
+            out.push(serde_json::json!({
+                "app": app.name,
+                "file": app.file.display().to_string(),
+                "field": format!("upstreams[{}]", u.index),
+                "message": u.message,
+            }));
+        }
+    }
+    out
+}
+
 impl Admin {
     /// Admin endpoints over `state`.
     pub fn new(state: Arc<State>) -> Self {
         Self { state }
+    }
+}
+
+impl Admin {
+    /// Asks the session store whether it answers and publishes `authgate_session_store_up`.
+    async fn probe_store(&self) -> bool {
+        let up = self.state.sessions.ready().await;
+        self.state.metrics.session_store_up.set(i64::from(up));
+        up
+    }
+
+    /// Readiness means "this replica can serve": it runs (so its listeners are bound: they are
+    /// bound before any service starts, or the process exits) and serves a configuration. The
+    /// session store's state and rejected app files are reported in the body, never as a 503:
+    /// a Redis outage must not take every replica out of the load balancer at once.
+    async fn ready(&self) -> Response<Vec<u8>> {
+        let snapshot = self.state.snapshot();
+        let store_up = self.probe_store().await;
+        let list = |errors: &[crate::config::ConfigError]| -> Vec<serde_json::Value> {
+            errors
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "file": e.file.display().to_string(),
+                        "field": e.field,
+                        "message": e.message,
+                    })
+                })
+                .collect()
+        };
+        let body = serde_json::json!({
+            "status": "ready",
+            "config_generation": snapshot.generation,
+            "apps": snapshot.routes.len(),
+            "session_store": if store_up { "up" } else { "down" },
+            "rejected_files": list(&snapshot.rejected),
+            "unresolved_upstreams": unresolved(&snapshot),
+        });
+        respond(StatusCode::OK, "application/json", body.to_string())
     }
 }
 
@@ -41,24 +96,10 @@ impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         match session.req_header().uri.path() {
             "/ping" => respond(StatusCode::OK, "text/plain", "OK\n"),
-            "/ready" => {
-                let snapshot = self.state.snapshot();
-                let store_ready = self.state.sessions.ready().await;
-                let body = serde_json::json!({
-                    "status": if store_ready { "ready" } else { "session store unavailable" },
-                    "config_generation": snapshot.generation,
-                    "apps": snapshot.routes.len(),
-                    "session_store": store_ready,
-                });
-                let status = if store_ready {
-                    StatusCode::OK
-                } else {
-                    StatusCode::SERVICE_UNAVAILABLE
-                };
-                respond(status, "application/json", body.to_string())
-            }
+            "/ready" => self.ready().await,
             "/metrics" => {
                 self.state.refresh_backend_gauges();
+                self.probe_store().await;
                 respond(StatusCode::OK, "text/plain; version=0.0.4", self.state.metrics.render())
             }
             _ => respond(

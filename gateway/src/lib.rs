@@ -19,6 +19,8 @@
 //! | [`admin`] | admin endpoints and the HTTP→HTTPS redirect |
 //! | [`metrics`] | Prometheus metrics |
 //! | [`server`] | assembling the Pingora server from a configuration |
+//! | [`signals`] | SIGTERM/SIGINT/SIGQUIT as Pingora, SIGUSR2 starts the upgraded binary |
+//! | [`listen`] | binding listeners up front, taking them over on `--upgrade`, systemd readiness |
 //! | [`echo`] | a development upstream that echoes requests |
 //! | [`health`] | `authgate health`, the shell-less probe of `/ready` for container health checks |
 
@@ -30,6 +32,7 @@ pub mod client;
 pub mod config;
 pub mod echo;
 pub mod health;
+pub mod listen;
 pub mod logging;
 pub mod metrics;
 pub mod pages;
@@ -39,6 +42,7 @@ pub mod request;
 pub mod routing;
 pub mod server;
 pub mod session;
+pub mod signals;
 pub mod state;
 pub mod target;
 pub mod tls;

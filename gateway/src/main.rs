@@ -29,12 +29,23 @@ enum Command {
         /// The main configuration file.
         #[arg(short, long, env = "AUTHGATE_CONFIG", default_value = "config/gateway.yaml")]
         config: PathBuf,
+        /// Binary upgrade: take the listening sockets over from the running process (send it
+        /// SIGQUIT once this one logs that it is waiting) instead of binding them.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Check the whole configuration, like `nginx -t`: exit 0, or exit 1 listing every error.
     Check {
         /// The main configuration file.
         #[arg(short, long, env = "AUTHGATE_CONFIG", default_value = "config/gateway.yaml")]
         config: PathBuf,
+        /// Also bind every listener (and release it): fails when an address is in use or not
+        /// on this host.
+        #[arg(long)]
+        bind: bool,
+        /// No DNS: do not resolve upstream names (for CI outside the cluster).
+        #[arg(long)]
+        offline: bool,
     },
     /// Probe a running gateway's admin `/ready` for container health checks (no shell or curl
     /// needed): exit 0 on a 2xx answer, 1 when it fails or does not answer within the timeout.
@@ -93,28 +104,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     match cli.command {
-        Command::Run { config } => match authgate::server::run(&config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("authgate: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::Check { config } => match authgate::server::check(&config) {
-            Ok(snapshot) => {
-                println!(
-                    "{}: configuration OK ({} apps, {} certificates)",
-                    config.display(),
-                    snapshot.routes.len(),
-                    snapshot.certs.iter().count()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Run { config, upgrade } => {
+            let sockets = if upgrade {
+                authgate::server::Sockets::Upgrade
+            } else {
+                authgate::server::Sockets::Bind
+            };
+            run(&config, sockets)
+        }
+        Command::Check { config, bind, offline } => check(&config, bind, offline),
         Command::Health { url, timeout } => match authgate::health::probe(&url, timeout) {
             Ok(ok) => {
                 println!("{} {}", ok.status, ok.body.trim_end());
@@ -164,6 +162,40 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn run(config: &std::path::Path, sockets: authgate::server::Sockets) -> ExitCode {
+    match authgate::server::run(config, sockets) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("authgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(config: &std::path::Path, bind: bool, offline: bool) -> ExitCode {
+    let snapshot = match authgate::server::check(config, offline) {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if bind {
+        if let Err(e) = authgate::listen::check_bind(&snapshot.settings.listen) {
+            eprintln!("{}: {e}", config.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    println!(
+        "{}: configuration OK ({} apps, {} certificates{})",
+        config.display(),
+        snapshot.routes.len(),
+        snapshot.certs.iter().count(),
+        if bind { ", every listener can be bound" } else { "" }
+    );
+    ExitCode::SUCCESS
 }
 
 fn echo(addrs: Vec<std::net::SocketAddr>) -> ExitCode {

@@ -62,6 +62,15 @@ pub struct Metrics {
     pub redis_pubsub_connected: IntGauge,
     /// `authgate_session_invalidations_total{direction}`: sign-out invalidations sent and received.
     pub invalidations: IntCounterVec,
+    /// `authgate_session_store_up`: 1 when the session store answers (probed at each scrape and
+    /// `/ready`); 0 while Redis is unreachable. The replica stays ready either way.
+    pub session_store_up: IntGauge,
+    /// `authgate_config_file_rejected{app,file}`: 1 for each app file the served configuration
+    /// left out (or kept at its last good version) because it is broken.
+    pub config_file_rejected: IntGaugeVec,
+    /// `authgate_upstream_resolution_failures_total{upstream}`: look-ups of an upstream name that
+    /// failed (the pool keeps the name's last known addresses, or has none).
+    pub upstream_resolution_failures: IntCounterVec,
 }
 
 impl Metrics {
@@ -209,6 +218,27 @@ impl Metrics {
             ),
             &["direction"],
         )?;
+        let session_store_up = IntGauge::new(
+            "authgate_session_store_up",
+            "1 when the session store answers, 0 while it is unreachable",
+        )?;
+        let config_file_rejected = IntGaugeVec::new(
+            Opts::new(
+                "authgate_config_file_rejected",
+                "1 for each app file rejected by the last reload (the app keeps its last good version or is absent)",
+            ),
+            &["app", "file"],
+        )?;
+        let upstream_resolution_failures = IntCounterVec::new(
+            Opts::new(
+                "authgate_upstream_resolution_failures_total",
+                "Failed look-ups of upstream names, by upstream as written",
+            ),
+            &["upstream"],
+        )?;
+        registry.register(Box::new(upstream_resolution_failures.clone()))?;
+        registry.register(Box::new(session_store_up.clone()))?;
+        registry.register(Box::new(config_file_rejected.clone()))?;
         registry.register(Box::new(session_cache.clone()))?;
         registry.register(Box::new(redis_latency.clone()))?;
         registry.register(Box::new(redis_errors.clone()))?;
@@ -259,6 +289,9 @@ impl Metrics {
             redis_replayed,
             redis_pubsub_connected,
             invalidations,
+            session_store_up,
+            config_file_rejected,
+            upstream_resolution_failures,
         })
     }
 

@@ -116,6 +116,7 @@ mod tests {
             max_uri_bytes: 1024,
             keepalive_timeout: std::time::Duration::from_secs(60),
             trusted_proxies: Default::default(),
+            resolve_interval: std::time::Duration::from_secs(10),
         }
     }
 

@@ -7,15 +7,17 @@ use std::sync::Arc;
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::background_service;
 use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
 use pingora::tls::ssl::SslVersion;
 
 use crate::admin::{Admin, HttpsRedirect};
 use crate::config::watch::{watch_set, Reloader};
 use crate::config::{self, ConfigErrors};
+use crate::listen::{self, PreBound};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
+use crate::signals::Signals;
 use crate::state::{Snapshot, State};
 use crate::tls::SniResolver;
 use crate::upstream::HealthChecker;
@@ -29,6 +31,9 @@ pub enum StartError {
     /// The metrics registry could not be built.
     #[error("cannot create metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// A listening socket could not be bound or taken over.
+    #[error(transparent)]
+    Listen(#[from] listen::ListenError),
     /// A listener could not be set up.
     #[error("cannot set up the {what} listener: {error}")]
     Listener {
@@ -39,20 +44,31 @@ pub enum StartError {
     },
 }
 
-/// Loads and checks the whole configuration without serving it (`authgate check`).
-pub fn check(config_path: &Path) -> Result<Snapshot, StartError> {
+/// Loads and checks the whole configuration without serving it (`authgate check`). Any error
+/// fails, including an app file the gateway would leave out and, unless `offline`, an upstream
+/// name that does not resolve (`offline`: no DNS at all, for CI outside the cluster).
+pub fn check(config_path: &Path, offline: bool) -> Result<Snapshot, StartError> {
     let metrics = Arc::new(Metrics::new()?);
     let config = config::load(config_path)?;
-    let store_errors = session_store_errors(&config, &metrics).err();
-    let snapshot = Snapshot::build(config, None, &metrics);
-    match (snapshot, store_errors) {
-        (Ok(s), None) => Ok(s),
-        (Ok(_), Some(e)) => Err(e.into()),
-        (Err(mut e), Some(more)) => {
-            e.0.extend(more.0);
-            Err(e.into())
+    let mut errors = session_store_errors(&config, &metrics).err().unwrap_or_default();
+    let snapshot = if offline {
+        Snapshot::build_with(config, None, &metrics, &crate::upstream::resolve::Offline)
+    } else {
+        Snapshot::build(config, None, &metrics)
+    };
+    match snapshot {
+        Ok(s) => {
+            errors.0.extend(s.rejected.iter().cloned());
+            if !offline {
+                errors.0.extend(s.unresolved.iter().cloned());
+            }
+            errors.into_result(s).map_err(StartError::from)
         }
-        (Err(e), None) => Err(e.into()),
+        Err(e) => {
+            let mut all = e;
+            all.0.extend(errors.0);
+            Err(all.into())
+        }
     }
 }
 
@@ -84,9 +100,18 @@ impl pingora::services::background::BackgroundService for StoreTasks {
     }
 }
 
+/// How `run` gets its listening sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sockets {
+    /// Bind every listener (exit at once when one cannot be bound).
+    Bind,
+    /// Take them over from the running process, which is sent SIGQUIT (`run --upgrade`).
+    Upgrade,
+}
+
 /// Builds every service from the configuration at `config_path` and serves until a signal
 /// stops the process. Returns only on a start-up error.
-pub fn run(config_path: &Path) -> Result<(), StartError> {
+pub fn run(config_path: &Path, sockets: Sockets) -> Result<(), StartError> {
     // File events carry absolute paths: make ours absolute too (without resolving symlinks,
     // which Kubernetes swaps under mounted ConfigMaps), or a relative `-c` never reloads.
     let absolute = std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_path_buf());
@@ -97,9 +122,23 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
     let server_section = config.gateway.server.clone();
     let (sessions, redis) = session_store_errors(&config, &metrics)?;
     let snapshot = Snapshot::build(config, None, &metrics)?;
+    crate::config::watch::log_rejected_files(&snapshot.rejected);
+    crate::config::watch::log_unresolved(&snapshot.unresolved);
     let listen = snapshot.settings.listen.clone();
     let apps = snapshot.routes.len();
     let state = Arc::new(State::new(snapshot, metrics, config_path.to_path_buf(), sessions));
+
+    // Only now that the configuration is known good: take over or bind the sockets.
+    let inherited = match sockets {
+        Sockets::Upgrade => Some(listen::receive_inherited(&server_section.upgrade_socket)?),
+        Sockets::Bind => None,
+    };
+    let mut bound = listen::bind_all(&listen, inherited)?;
+    let mut take = |addr: &str| -> Vec<listen::Bound> {
+        let (mine, rest) = std::mem::take(&mut bound).into_iter().partition(|b| b.addr == addr);
+        bound = rest;
+        mine
+    };
 
     let threads = server_section
         .threads
@@ -109,12 +148,61 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
         grace_period_seconds: Some(server_section.grace_period.0.as_secs()),
         graceful_shutdown_timeout_seconds: Some(server_section.shutdown_timeout.0.as_secs()),
         upstream_keepalive_pool_size: server_section.upstream_keepalive_pool_size,
+        upgrade_sock: server_section.upgrade_socket.clone(),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
 
     let mut gateway =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(state.clone()), "authgate");
+    gateway.add_tls_with_settings(&listen.https, None, tls_settings(&state)?);
+    if listen.proxy_protocol {
+        gateway
+            .endpoints()
+            .set_pre_tls_callback(Arc::new(crate::proxy_protocol::ProxyProtocol::new(state.clone())));
+    }
+    gateway.threads = Some(threads);
+    server.add_service(PreBound::new(Box::new(gateway), take(&listen.https)));
+
+    if let Some(addr) = &listen.http {
+        let mut redirect = Service::new("http-redirect".to_owned(), HttpsRedirect::new(state.clone()));
+        redirect.add_tcp(addr);
+        redirect.threads = Some(1);
+        server.add_service(PreBound::new(Box::new(redirect), take(addr)));
+    }
+    if let Some(addr) = &listen.admin {
+        let mut admin = Service::new("admin".to_owned(), Admin::new(state.clone()));
+        admin.add_tcp(addr);
+        admin.threads = Some(1);
+        server.add_service(PreBound::new(Box::new(admin), take(addr)));
+    }
+    server.add_service(background_service("reloader", Reloader::new(state.clone(), watch)));
+    server.add_service(background_service("health-checks", HealthChecker::new(state)));
+    server.add_service(background_service("session-store", StoreTasks(redis)));
+
+    tracing::info!(
+        https = %listen.https,
+        http = listen.http.as_deref().unwrap_or("-"),
+        admin = listen.admin.as_deref().unwrap_or("-"),
+        apps,
+        threads,
+        upgraded = sockets == Sockets::Upgrade,
+        "authgate starting"
+    );
+    server.bootstrap();
+    // Every socket is bound (connections queue in its backlog until the services accept).
+    listen::notify_ready();
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals::new(server_section.upgrade_socket)),
+    });
+    Ok(())
+}
+
+fn tls_settings(state: &Arc<State>) -> Result<TlsSettings, StartError> {
+    let listener_error = |e: pingora::tls::error::ErrorStack| StartError::Listener {
+        what: "https",
+        error: e.to_string(),
+    };
     let mut tls =
         TlsSettings::with_callbacks(Box::new(SniResolver::new(state.clone()))).map_err(|e| StartError::Listener {
             what: "https",
@@ -122,36 +210,6 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
         })?;
     tls.enable_h2();
     tls.set_min_proto_version(Some(SslVersion::TLS1_2))
-        .map_err(|e| StartError::Listener {
-            what: "https",
-            error: e.to_string(),
-        })?;
-    gateway.add_tls_with_settings(&listen.https, None, tls);
-    if listen.proxy_protocol {
-        gateway
-            .endpoints()
-            .set_pre_tls_callback(Arc::new(crate::proxy_protocol::ProxyProtocol::new(state.clone())));
-    }
-    gateway.threads = Some(threads);
-    server.add_service(gateway);
-
-    if let Some(addr) = &listen.http {
-        let mut redirect = Service::new("http-redirect".to_owned(), HttpsRedirect::new(state.clone()));
-        redirect.add_tcp(addr);
-        redirect.threads = Some(1);
-        server.add_service(redirect);
-    }
-    if let Some(addr) = &listen.admin {
-        let mut admin = Service::new("admin".to_owned(), Admin::new(state.clone()));
-        admin.add_tcp(addr);
-        admin.threads = Some(1);
-        server.add_service(admin);
-    }
-    server.add_service(background_service("reloader", Reloader::new(state.clone(), watch)));
-    server.add_service(background_service("health-checks", HealthChecker::new(state)));
-    server.add_service(background_service("session-store", StoreTasks(redis)));
-
-    tracing::info!(https = %listen.https, http = ?listen.http, admin = ?listen.admin, apps, threads, "authgate starting");
-    server.bootstrap();
-    server.run_forever()
+        .map_err(listener_error)?;
+    Ok(tls)
 }

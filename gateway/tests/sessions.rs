@@ -161,7 +161,7 @@ async fn a_cache_hit_makes_no_redis_command_and_redis_holds_no_plaintext() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn redis_down_serves_cached_sessions_answers_503_otherwise_and_recovers() {
+async fn redis_down_serves_cached_sessions_answers_503_otherwise_stays_ready_and_recovers() {
     let redis = RedisTopology::start(1);
     let env = start(&redis, "60s").await;
     let (a, _) = env.login("app1.example.com", "alice").await;
@@ -207,24 +207,25 @@ async fn redis_down_serves_cached_sessions_answers_503_otherwise_and_recovers() 
         r.json::<serde_json::Value>().await.unwrap()["error"],
         "session_store_unavailable"
     );
-    let ready = reqwest::get(format!("http://{}/ready", env.gw_b.as_ref().unwrap().admin))
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 503);
+    // Both replicas stay ready (a Redis outage must not empty the load balancer); the store's
+    // state is in the body and in a metric.
+    let gw_b = env.gw_b.as_ref().unwrap();
+    for gw in [&env.gw, gw_b] {
+        let ready = reqwest::get(format!("http://{}/ready", gw.admin)).await.unwrap();
+        assert_eq!(ready.status(), 200, "{}", gw.logs());
+        let body: serde_json::Value = ready.json().await.unwrap();
+        assert_eq!(body["session_store"], "down", "{body}");
+        assert_eq!(gw.metric("authgate_session_store_up").await, 0.0);
+    }
     // Redis comes back (empty: no persistence in the harness): service resumes by itself.
     redis.start_all_data_nodes();
     redis.wait_settled();
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let ready = reqwest::get(format!("http://{}/ready", env.gw_b.as_ref().unwrap().admin))
-            .await
-            .unwrap();
-        if ready.status() == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "B never became ready again");
+    while gw_b.ready().await["session_store"] != "up" {
+        assert!(Instant::now() < deadline, "B never saw the store come back");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_eq!(gw_b.metric("authgate_session_store_up").await, 1.0);
     let fresh = env.browser_b();
     let (resp, visited) = browse(&fresh, &env.url_b("app1.example.com", "/again"), "alice", "alice-pw").await;
     assert_eq!(resp.status(), 200, "login works again: {visited:?}");

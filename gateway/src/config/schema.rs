@@ -392,6 +392,11 @@ pub struct ServerSection {
     pub upstream_keepalive_pool_size: usize,
     /// Proxies (CIDRs) whose `X-Forwarded-For` is believed, read right to left; default none.
     pub trusted_proxies: Vec<String>,
+    /// Unix socket over which a running process hands its listening sockets to a new one
+    /// started with `run --upgrade` (binary upgrades without refusing a connection).
+    pub upgrade_socket: String,
+    /// How often upstream host names are resolved again (without a reload).
+    pub resolve_interval: HumanDuration,
 }
 
 impl Default for ServerSection {
@@ -405,6 +410,8 @@ impl Default for ServerSection {
             keepalive_timeout: HumanDuration(Duration::from_secs(60)),
             upstream_keepalive_pool_size: 1024,
             trusted_proxies: Vec::new(),
+            upgrade_socket: "/run/authgate/upgrade.sock".to_owned(),
+            resolve_interval: HumanDuration(Duration::from_secs(10)),
         }
     }
 }

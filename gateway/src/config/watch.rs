@@ -1,6 +1,7 @@
 //! Hot reload: watch the configuration's directories (notify) and SIGHUP, then load, check
-//! and compile off the hot path and swap the snapshot atomically. A rejected configuration
-//! changes nothing: the old one keeps serving.
+//! and compile off the hot path and swap the snapshot atomically. A broken main file rejects
+//! the whole change (the old configuration keeps serving); a broken app file is rejected alone
+//! and every other change applies.
 //!
 //! Directories are watched rather than files, so editors that rename over a file and the
 //! `..data` symlink swap of Kubernetes ConfigMaps and Secrets are both seen; events for other
@@ -87,10 +88,23 @@ pub fn watch_set(config: &Config) -> WatchSet {
     }
 }
 
+/// What started a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// A file event: swap only when the content changed.
+    Change,
+    /// SIGHUP: swap even when nothing changed (re-resolves names, re-reads secrets).
+    Signal,
+    /// The watcher has just started: catch up with changes made since the configuration was
+    /// first loaded (not counted when there is none).
+    Startup,
+}
+
 /// Loads, checks and compiles the configuration and, when it differs from the one served
-/// (or `force`), swaps it in. Blocking (file I/O, DNS): run it off the async workers.
+/// (or on [`Trigger::Signal`]), swaps it in. Blocking (file I/O, DNS): run it off the async workers.
 /// Returns the outcome and what to watch from now on.
-pub fn reload(state: &State, force: bool) -> (ReloadOutcome, Option<WatchSet>) {
+pub fn reload(state: &State, trigger: Trigger) -> (ReloadOutcome, Option<WatchSet>) {
+    let force = trigger == Trigger::Signal;
     let started = Instant::now();
     let current = state.snapshot();
     let config = match load(&state.config_path) {
@@ -100,16 +114,21 @@ pub fn reload(state: &State, force: bool) -> (ReloadOutcome, Option<WatchSet>) {
     let watch = watch_set(&config);
     let outcome = match Snapshot::build(config, Some(&current), &state.metrics) {
         Ok(next) if !force && next.fingerprint == current.fingerprint => {
-            state.metrics.reloads.with_label_values(&["unchanged"]).inc();
+            if trigger != Trigger::Startup {
+                state.metrics.reloads.with_label_values(&["unchanged"]).inc();
+            }
             tracing::debug!("configuration files changed but their content did not");
             ReloadOutcome::Unchanged
         }
         Ok(next) => {
             let generation = next.generation;
             let apps = next.routes.len();
+            let partial = log_rejected_files(&next.rejected);
+            log_unresolved(&next.unresolved);
             state.store(next);
             let took = started.elapsed();
-            state.metrics.reloads.with_label_values(&["success"]).inc();
+            let result = if partial { "partial" } else { "success" };
+            state.metrics.reloads.with_label_values(&[result]).inc();
             let now = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
@@ -125,6 +144,32 @@ pub fn reload(state: &State, force: bool) -> (ReloadOutcome, Option<WatchSet>) {
         Err(errors) => reject(state, errors, current.generation),
     };
     (outcome, Some(watch))
+}
+
+/// Logs each error of the app files a snapshot leaves out (or keeps at their last good
+/// version); true when there is any.
+pub fn log_rejected_files(rejected: &[super::ConfigError]) -> bool {
+    for e in rejected {
+        tracing::error!(
+            file = %e.file.display(),
+            field = %e.field,
+            "app file rejected (the app keeps its last good version, or stays absent if new): {}",
+            e.message
+        );
+    }
+    !rejected.is_empty()
+}
+
+/// Logs each upstream whose name did not resolve when its pool was built.
+pub fn log_unresolved(unresolved: &[super::ConfigError]) {
+    for e in unresolved {
+        tracing::warn!(
+            file = %e.file.display(),
+            field = %e.field,
+            "upstream name does not resolve; the app serves without it until it does: {}",
+            e.message
+        );
+    }
 }
 
 fn reject(state: &State, errors: ConfigErrors, serving: u64) -> ReloadOutcome {
@@ -152,9 +197,9 @@ impl Reloader {
         Self { state, initial: watch }
     }
 
-    async fn reload_blocking(&self, force: bool) -> Option<WatchSet> {
+    async fn reload_blocking(&self, trigger: Trigger) -> Option<WatchSet> {
         let state = self.state.clone();
-        match tokio::task::spawn_blocking(move || reload(&state, force)).await {
+        match tokio::task::spawn_blocking(move || reload(&state, trigger)).await {
             Ok((outcome, dirs)) => {
                 if matches!(outcome, ReloadOutcome::Applied { .. }) {
                     warm_up_providers(&self.state);
@@ -229,6 +274,8 @@ impl BackgroundService for Reloader {
         if let Some(w) = watcher.as_mut() {
             rewatch(w, &mut watched, self.initial.dirs.clone());
         }
+        // Changes made between the first load and the watch are seen by nothing else.
+        let mut pending_catch_up = Some(());
         let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -239,6 +286,7 @@ impl BackgroundService for Reloader {
         loop {
             let next = tokio::select! {
                 _ = shutdown.changed() => return,
+                Some(()) = async { pending_catch_up.take() } => self.reload_blocking(Trigger::Startup).await,
                 Some(()) = rx.recv() => {
                     let first = Instant::now();
                     loop {
@@ -247,11 +295,11 @@ impl BackgroundService for Reloader {
                             break;
                         }
                     }
-                    self.reload_blocking(false).await
+                    self.reload_blocking(Trigger::Change).await
                 }
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                     tracing::info!("SIGHUP: reloading configuration");
-                    self.reload_blocking(true).await
+                    self.reload_blocking(Trigger::Signal).await
                 }
             };
             if let Some(next) = next {

@@ -1,9 +1,11 @@
 //! The runtime state: an immutable [`Snapshot`] compiled from one configuration, held in an
 //! `ArcSwap` so that a request loads it once and keeps it to the end, and a reload swaps it
-//! atomically.
+//! atomically. [`build`] compiles a configuration into a snapshot.
+
+mod build;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,13 +14,13 @@ use arc_swap::ArcSwap;
 use crate::auth::{AppAuth, AuthSettings};
 use crate::client::TrustedProxies;
 use crate::config::schema::{Listen, TimeoutsSpec};
-use crate::config::{base_dir, Config, ConfigError, ConfigErrors};
+use crate::config::ConfigError;
 use crate::metrics::Metrics;
 use crate::routing::{HostPattern, RouteTable};
 use crate::session::Store;
 use crate::target::PathMode;
 use crate::tls::CertStore;
-use crate::upstream::{Pool, PoolSpec};
+use crate::upstream::Pool;
 
 /// One app, compiled.
 #[derive(Debug)]
@@ -41,7 +43,7 @@ pub struct App {
 
 /// Why `forward_raw_path` cannot serve this app, if it cannot: rules would judge a path the
 /// upstream does not receive.
-fn raw_path_conflict(spec: &crate::config::schema::AppFile) -> Option<&'static str> {
+pub(crate) fn raw_path_conflict(spec: &crate::config::schema::AppFile) -> Option<&'static str> {
     let has_rules = spec
         .auth
         .as_ref()
@@ -67,6 +69,8 @@ pub struct Settings {
     pub keepalive_timeout: Duration,
     /// Peers whose `X-Forwarded-For` (and PROXY protocol header) is believed.
     pub trusted_proxies: TrustedProxies,
+    /// Interval between look-ups of upstream names.
+    pub resolve_interval: Duration,
 }
 
 /// The compiled configuration served by the gateway.
@@ -86,276 +90,12 @@ pub struct Snapshot {
     pub auth: Option<Arc<AuthSettings>>,
     /// Digest of every file the configuration was built from.
     pub fingerprint: u64,
-}
-
-impl Snapshot {
-    /// Checks and compiles a loaded configuration. Pools whose spec equals one in `previous`
-    /// are reused with their health state. Returns every error found.
-    pub fn build(
-        config: Config,
-        previous: Option<&Snapshot>,
-        metrics: &Arc<Metrics>,
-    ) -> Result<Snapshot, ConfigErrors> {
-        let Config {
-            main_path,
-            gateway,
-            apps,
-            mut fingerprint,
-            errors,
-            ..
-        } = config;
-        let mut errors = errors;
-        let settings = settings(&main_path, &gateway, &mut errors);
-        let certs = CertStore::load(&gateway.tls.certificates, &main_path, &mut fingerprint, &mut errors);
-        let auth_settings = build_auth(&main_path, &gateway, previous, &mut fingerprint, &mut errors);
-
-        let mut reusable: HashMap<&PoolSpec, &Arc<Pool>> = HashMap::new();
-        if let Some(prev) = previous {
-            for pool in &prev.pools {
-                reusable.insert(pool.spec(), pool);
-            }
-        }
-        let prev_apps: HashMap<&str, &Arc<App>> = previous
-            .map(|p| p.routes.values().map(|a| (a.name.as_str(), a)).collect())
-            .unwrap_or_default();
-        let mut pools: HashMap<PoolSpec, Arc<Pool>> = HashMap::new();
-        let mut routes = RouteTable::default();
-        let mut hosts: HashMap<HostPattern, PathBuf> = HashMap::new();
-        for entry in apps {
-            let file = entry.file;
-            let spec = entry.spec;
-            let host = match HostPattern::parse(&spec.host) {
-                Ok(h) => h,
-                Err(message) => {
-                    errors.push(ConfigError::new(&file, "host", message));
-                    continue;
-                }
-            };
-            if let Some(other) = hosts.get(&host) {
-                errors.push(ConfigError::new(
-                    &file,
-                    "host",
-                    format!(
-                        "{host} is already served by {}: each host belongs to exactly one app file",
-                        other.display()
-                    ),
-                ));
-                continue;
-            }
-            hosts.insert(host.clone(), file.clone());
-            if let Some(message) = raw_path_conflict(&spec) {
-                errors.push(ConfigError::new(&file, "forward_raw_path", message));
-                continue;
-            }
-            let parsed = PoolSpec::parse(
-                &spec.upstreams,
-                spec.load_balancing,
-                spec.health_check.as_ref(),
-                spec.upstream_tls.as_ref(),
-                &base_dir(&file),
-                &mut fingerprint,
-            );
-            let (pool_spec, ca) = match parsed {
-                Ok(p) => p,
-                Err(list) => {
-                    for (field, message) in list {
-                        errors.push(ConfigError::new(&file, field, message));
-                    }
-                    continue;
-                }
-            };
-            let pool = if let Some(p) = pools.get(&pool_spec) {
-                p.clone()
-            } else if let Some(p) = reusable.get(&pool_spec) {
-                pools.insert(pool_spec, (*p).clone());
-                (*p).clone()
-            } else {
-                match Pool::build(pool_spec.clone(), ca, metrics.clone()) {
-                    Ok(p) => {
-                        let p = Arc::new(p);
-                        pools.insert(pool_spec, p.clone());
-                        p
-                    }
-                    Err(e) => {
-                        errors.push(ConfigError::new(
-                            &file,
-                            "upstreams",
-                            format!("cannot build the pool: {e}"),
-                        ));
-                        continue;
-                    }
-                }
-            };
-            let auth = match &spec.auth {
-                None => None,
-                // The cookie section itself is broken and already reported.
-                Some(_) if auth_settings.is_none() && gateway.cookie.is_some() => continue,
-                Some(a) => {
-                    match reusable_auth(prev_apps.get(entry.name.as_str()), a, &host, auth_settings.as_deref()) {
-                        Some(auth) => Some(auth),
-                        None => match AppAuth::build(a, &host, auth_settings.as_deref()) {
-                            Ok(auth) => Some(Arc::new(auth)),
-                            Err(list) => {
-                                for (field, message) in list {
-                                    errors.push(ConfigError::new(&file, field, message));
-                                }
-                                continue;
-                            }
-                        },
-                    }
-                }
-            };
-            let app = App {
-                name: entry.name,
-                host: host.clone(),
-                file,
-                pool,
-                timeouts: spec.timeouts,
-                path_mode: if spec.forward_raw_path {
-                    PathMode::Raw
-                } else {
-                    PathMode::Canonical
-                },
-                auth,
-            };
-            routes.insert(host, Arc::new(app));
-        }
-        errors.into_result(())?;
-        Ok(Snapshot {
-            generation: previous.map_or(1, |p| p.generation + 1),
-            routes,
-            certs,
-            pools: pools.into_values().collect(),
-            settings,
-            auth: auth_settings,
-            fingerprint: fingerprint.value(),
-        })
-    }
-}
-
-/// The previous snapshot's compiled policy of app `name`, when it can serve `spec` unchanged
-/// (compiling 1,000 apps' route regexes is most of a reload).
-fn reusable_auth(
-    prev: Option<&&Arc<App>>,
-    spec: &crate::config::schema::AuthSpec,
-    host: &HostPattern,
-    settings: Option<&AuthSettings>,
-) -> Option<Arc<AppAuth>> {
-    let settings = settings?;
-    let prev = prev?;
-    let auth = prev.auth.as_ref()?;
-    (prev.host == *host && auth.reusable_for(spec, settings, host)).then(|| auth.clone())
-}
-
-fn build_auth(
-    main_path: &Path,
-    gateway: &crate::config::schema::GatewayFile,
-    previous: Option<&Snapshot>,
-    fingerprint: &mut crate::config::Fingerprint,
-    errors: &mut ConfigErrors,
-) -> Option<Arc<AuthSettings>> {
-    let Some(cookie) = &gateway.cookie else {
-        if !gateway.providers.is_empty() {
-            errors.push(ConfigError::new(
-                main_path,
-                "cookie",
-                "providers need a cookie section: cookie: { secrets_env: AUTHGATE_COOKIE_SECRETS }",
-            ));
-        }
-        return None;
-    };
-    // Secrets come from the environment: mix them in so a changed secret is a change.
-    let mut vars: Vec<&str> = vec![cookie.secrets_env.as_str()];
-    for spec in gateway.providers.values() {
-        vars.push(match spec {
-            crate::config::schema::ProviderSpec::Oidc(o)
-            | crate::config::schema::ProviderSpec::Google(o)
-            | crate::config::schema::ProviderSpec::Entra(o) => &o.client_secret_env,
-            crate::config::schema::ProviderSpec::Github(g) => &g.client_secret_env,
-        });
-    }
-    for var in vars {
-        fingerprint.add(Path::new(var), std::env::var(var).unwrap_or_default().as_bytes());
-    }
-    let base = base_dir(main_path);
-    let prev = previous.and_then(|p| p.auth.as_deref());
-    match AuthSettings::build(
-        cookie,
-        &gateway.providers,
-        gateway.templates_dir.as_deref(),
-        &base,
-        prev,
-    ) {
-        Ok(a) => Some(Arc::new(a)),
-        Err(list) => {
-            for (field, message) in list {
-                errors.push(ConfigError::new(main_path, field, message));
-            }
-            None
-        }
-    }
-}
-
-fn settings(main_path: &Path, gateway: &crate::config::schema::GatewayFile, errors: &mut ConfigErrors) -> Settings {
-    let listen = &gateway.listen;
-    let mut https_port = 443;
-    match listen.https.parse::<std::net::SocketAddr>() {
-        Ok(a) => https_port = a.port(),
-        Err(_) => errors.push(ConfigError::new(
-            main_path,
-            "listen.https",
-            format!("{:?} is not an address: write ip:port, e.g. 0.0.0.0:8443", listen.https),
-        )),
-    }
-    for (field, value) in [("listen.http", &listen.http), ("listen.admin", &listen.admin)] {
-        if let Some(v) = value {
-            if v.parse::<std::net::SocketAddr>().is_err() {
-                errors.push(ConfigError::new(
-                    main_path,
-                    field,
-                    format!("{v:?} is not an address: write ip:port, e.g. 127.0.0.1:9090"),
-                ));
-            }
-        }
-    }
-    let server = &gateway.server;
-    if server.threads == Some(0) {
-        errors.push(ConfigError::new(
-            main_path,
-            "server.threads",
-            "must be at least 1 (or absent for one per CPU)",
-        ));
-    }
-    if server.max_header_bytes < 1024 {
-        errors.push(ConfigError::new(
-            main_path,
-            "server.max_header_bytes",
-            "must be at least 1024",
-        ));
-    }
-    if server.max_uri_bytes < 256 {
-        errors.push(ConfigError::new(
-            main_path,
-            "server.max_uri_bytes",
-            "must be at least 256",
-        ));
-    }
-    let trusted_proxies = TrustedProxies::parse(&server.trusted_proxies).unwrap_or_else(|(i, message)| {
-        errors.push(ConfigError::new(
-            main_path,
-            format!("server.trusted_proxies[{i}]"),
-            message,
-        ));
-        TrustedProxies::default()
-    });
-    Settings {
-        trusted_proxies,
-        listen: listen.clone(),
-        redirect_https_port: gateway.public_https_port.unwrap_or(https_port),
-        max_header_bytes: server.max_header_bytes,
-        max_uri_bytes: server.max_uri_bytes,
-        keepalive_timeout: server.keepalive_timeout.0,
-    }
+    /// Errors of the app files this snapshot left out or kept at their last good version
+    /// (tenant isolation: a broken app file never blocks the others).
+    pub rejected: Vec<ConfigError>,
+    /// Upstreams whose names did not resolve when their pool was built (the app serves
+    /// without them; they are looked up again every `server.resolve_interval`).
+    pub unresolved: Vec<ConfigError>,
 }
 
 /// State shared by every service of the process.
@@ -422,6 +162,12 @@ impl State {
                     .with_label_values(&[name.as_str()])
                     .set(ck.not_after_unix);
             }
+        }
+        m.config_file_rejected.reset();
+        for e in &snapshot.rejected {
+            let app = e.file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            let file = e.file.display().to_string();
+            m.config_file_rejected.with_label_values(&[app, file.as_str()]).set(1);
         }
     }
 

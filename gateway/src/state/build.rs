@@ -1,0 +1,441 @@
+//! Compiling a [`Config`] into a [`Snapshot`], with tenant isolation: an error in the main
+//! file rejects the whole configuration, but an error in one app file rejects that file alone.
+//! A rejected app keeps the version the previous snapshot served (or stays absent if it is
+//! new), and every other change applies.
+//!
+//! Host clashes between app files are decided deterministically: an app already serving a host
+//! (in the previous snapshot, and still claiming it) keeps it, and a newcomer claiming it is
+//! rejected; among newcomers, the first file by name wins.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{App, Settings, Snapshot};
+use crate::auth::{AppAuth, AuthSettings};
+use crate::client::TrustedProxies;
+use crate::config::{base_dir, AppEntry, Config, ConfigError, ConfigErrors};
+use crate::metrics::Metrics;
+use crate::routing::{HostPattern, RouteTable};
+use crate::target::PathMode;
+use crate::tls::CertStore;
+use crate::upstream::{Pool, PoolSpec, Resolver, SystemResolver};
+
+impl Snapshot {
+    /// [`Snapshot::build_with`] the system resolver.
+    pub fn build(
+        config: Config,
+        previous: Option<&Snapshot>,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Snapshot, ConfigErrors> {
+        Self::build_with(config, previous, metrics, &SystemResolver)
+    }
+
+    /// Checks and compiles a loaded configuration. Pools whose spec equals one in `previous`
+    /// are reused with their health state. Errors of the main file (or of anything it names,
+    /// such as certificates) reject the whole configuration, listing every error found; errors
+    /// of an app file are kept in [`Snapshot::rejected`] and only leave that app out.
+    /// Upstream names are resolved with `resolver`; those that do not resolve are listed in
+    /// [`Snapshot::unresolved`], not errors.
+    pub fn build_with(
+        config: Config,
+        previous: Option<&Snapshot>,
+        metrics: &Arc<Metrics>,
+        resolver: &dyn Resolver,
+    ) -> Result<Snapshot, ConfigErrors> {
+        let Config {
+            main_path,
+            gateway,
+            apps,
+            mut fingerprint,
+            errors: load_errors,
+            ..
+        } = config;
+        let (main_list, app_errors): (Vec<ConfigError>, Vec<ConfigError>) =
+            load_errors.0.into_iter().partition(|e| e.file == main_path);
+        let mut main_errors = ConfigErrors(main_list);
+        let settings = settings(&main_path, &gateway, &mut main_errors);
+        let certs = CertStore::load(
+            &gateway.tls.certificates,
+            &main_path,
+            &mut fingerprint,
+            &mut main_errors,
+        );
+        let auth_settings = build_auth(&main_path, &gateway, previous, &mut fingerprint, &mut main_errors);
+        let mut tenants = Tenants::new(previous, &apps, app_errors);
+        let auth_broken = auth_settings.is_none() && gateway.cookie.is_some();
+        for entry in apps {
+            let context = AppContext {
+                auth: auth_settings.as_deref(),
+                auth_broken,
+                metrics,
+                resolver,
+            };
+            tenants.add(entry, &context, &mut fingerprint);
+        }
+        tenants.carry_over_unparsed();
+        if !main_errors.0.is_empty() {
+            main_errors.0.extend(tenants.rejected);
+            return Err(main_errors);
+        }
+        Ok(Snapshot {
+            generation: previous.map_or(1, |p| p.generation + 1),
+            routes: tenants.routes,
+            certs,
+            pools: tenants.pools.into_values().collect(),
+            settings,
+            auth: auth_settings,
+            fingerprint: fingerprint.value(),
+            rejected: tenants.rejected,
+            unresolved: tenants.unresolved,
+        })
+    }
+}
+
+/// What every app build needs from the main file.
+struct AppContext<'a> {
+    auth: Option<&'a AuthSettings>,
+    /// The cookie section is broken (already reported against the main file).
+    auth_broken: bool,
+    metrics: &'a Arc<Metrics>,
+    resolver: &'a dyn Resolver,
+}
+
+/// The apps of the snapshot being built, and the app files rejected so far.
+struct Tenants<'a> {
+    previous: HashMap<&'a Path, &'a Arc<App>>,
+    reusable_pools: HashMap<&'a PoolSpec, &'a Arc<Pool>>,
+    /// Hosts kept by the app already serving them: host → that app's file.
+    reserved: HashMap<HostPattern, PathBuf>,
+    /// Hosts given out in this build: host → file.
+    taken: HashMap<HostPattern, PathBuf>,
+    /// Files that failed to parse (they have no entry).
+    unparsed: Vec<PathBuf>,
+    routes: RouteTable<App>,
+    pools: HashMap<PoolSpec, Arc<Pool>>,
+    rejected: Vec<ConfigError>,
+    unresolved: Vec<ConfigError>,
+}
+
+impl<'a> Tenants<'a> {
+    fn new(previous: Option<&'a Snapshot>, entries: &[AppEntry], load_errors: Vec<ConfigError>) -> Self {
+        let prev_apps: HashMap<&Path, &Arc<App>> = previous
+            .map(|p| p.routes.values().map(|a| (a.file.as_path(), a)).collect())
+            .unwrap_or_default();
+        let reusable_pools = previous
+            .map(|p| p.pools.iter().map(|pool| (pool.spec(), pool)).collect())
+            .unwrap_or_default();
+        let unparsed: Vec<PathBuf> = {
+            let mut seen = HashSet::new();
+            load_errors
+                .iter()
+                .filter(|e| seen.insert(e.file.clone()))
+                .map(|e| e.file.clone())
+                .collect()
+        };
+        let claims: HashMap<&Path, Option<HostPattern>> = entries
+            .iter()
+            .map(|e| (e.file.as_path(), HostPattern::parse(&e.spec.host).ok()))
+            .collect();
+        // An app keeps its host while its file still claims it, or cannot say otherwise
+        // (unparsable, or an invalid host: it will be kept at its last good version).
+        let mut reserved = HashMap::new();
+        for (file, app) in &prev_apps {
+            let keeps = match claims.get(file) {
+                Some(Some(host)) => *host == app.host,
+                Some(None) => true,
+                None => unparsed.iter().any(|f| f == file),
+            };
+            if keeps {
+                reserved.insert(app.host.clone(), file.to_path_buf());
+            }
+        }
+        Tenants {
+            previous: prev_apps,
+            reusable_pools,
+            reserved,
+            taken: HashMap::new(),
+            unparsed,
+            routes: RouteTable::default(),
+            pools: HashMap::new(),
+            rejected: load_errors,
+            unresolved: Vec::new(),
+        }
+    }
+
+    /// Compiles one app file, or rejects it (keeping its previous version).
+    fn add(&mut self, entry: AppEntry, context: &AppContext<'_>, fingerprint: &mut crate::config::Fingerprint) {
+        let file = entry.file.clone();
+        match self.compile(entry, context, fingerprint) {
+            Ok(app) => {
+                self.taken.insert(app.host.clone(), file);
+                self.routes.insert(app.host.clone(), Arc::new(app));
+            }
+            Err(errors) => {
+                self.rejected.extend(errors);
+                self.carry_over(&file);
+            }
+        }
+    }
+
+    /// Keeps the previous version of each app whose file could not even be parsed.
+    fn carry_over_unparsed(&mut self) {
+        for file in std::mem::take(&mut self.unparsed) {
+            self.carry_over(&file);
+        }
+    }
+
+    /// Serves the previous snapshot's version of the app from `file`, if there was one and its
+    /// host is still free.
+    fn carry_over(&mut self, file: &Path) {
+        let Some(app) = self.previous.get(file).copied() else {
+            return;
+        };
+        if let Some(other) = self.taken.get(&app.host) {
+            tracing::warn!(
+                file = %file.display(),
+                host = %app.host,
+                now_served_by = %other.display(),
+                "the last good version of a rejected app cannot keep its host; the app is left out"
+            );
+            return;
+        }
+        self.taken.insert(app.host.clone(), file.to_path_buf());
+        self.pools
+            .entry(app.pool.spec().clone())
+            .or_insert_with(|| app.pool.clone());
+        self.routes.insert(app.host.clone(), app.clone());
+    }
+
+    fn compile(
+        &mut self,
+        entry: AppEntry,
+        context: &AppContext<'_>,
+        fingerprint: &mut crate::config::Fingerprint,
+    ) -> Result<App, Vec<ConfigError>> {
+        let AppEntry { file, name, spec } = entry;
+        let fail = |field: &str, message: String| vec![ConfigError::new(&file, field, message)];
+        let host = HostPattern::parse(&spec.host).map_err(|m| fail("host", m))?;
+        let owner = self
+            .taken
+            .get(&host)
+            .or_else(|| self.reserved.get(&host).filter(|f| **f != file));
+        if let Some(other) = owner {
+            return Err(fail(
+                "host",
+                format!(
+                    "{host} is already served by {}: each host belongs to exactly one app file (the app already serving it keeps it)",
+                    other.display()
+                ),
+            ));
+        }
+        if let Some(message) = super::raw_path_conflict(&spec) {
+            return Err(fail("forward_raw_path", message.to_owned()));
+        }
+        let (pool_spec, ca) = PoolSpec::parse(
+            &spec.upstreams,
+            spec.load_balancing,
+            spec.health_check.as_ref(),
+            spec.upstream_tls.as_ref(),
+            &base_dir(&file),
+            fingerprint,
+        )
+        .map_err(|list| field_errors(&file, list))?;
+        let pool = self
+            .pool(&file, pool_spec, ca, context)
+            .map_err(|e| fail("upstreams", format!("cannot build the pool: {e}")))?;
+        let auth = match &spec.auth {
+            None => None,
+            // The cookie section itself is broken and already reported.
+            Some(_) if context.auth_broken => return Err(Vec::new()),
+            Some(a) => {
+                let prev = self.previous.get(file.as_path()).copied();
+                match reusable_auth(prev, a, &host, context.auth) {
+                    Some(auth) => Some(auth),
+                    None => Some(Arc::new(
+                        AppAuth::build(a, &host, context.auth).map_err(|list| field_errors(&file, list))?,
+                    )),
+                }
+            }
+        };
+        Ok(App {
+            name,
+            host,
+            file,
+            pool,
+            timeouts: spec.timeouts,
+            path_mode: if spec.forward_raw_path {
+                PathMode::Raw
+            } else {
+                PathMode::Canonical
+            },
+            auth,
+        })
+    }
+
+    /// The pool for `spec`: shared with another app of this build, reused from the previous
+    /// snapshot (keeping its health state), or new.
+    fn pool(
+        &mut self,
+        file: &Path,
+        spec: PoolSpec,
+        ca: Option<Arc<pingora::protocols::tls::CaType>>,
+        context: &AppContext<'_>,
+    ) -> pingora::Result<Arc<Pool>> {
+        if let Some(p) = self.pools.get(&spec) {
+            return Ok(p.clone());
+        }
+        let pool = match self.reusable_pools.get(&spec) {
+            Some(p) => (*p).clone(),
+            None => {
+                let (pool, unresolved) = Pool::build(spec.clone(), ca, context.metrics.clone(), context.resolver)?;
+                for u in unresolved {
+                    self.unresolved
+                        .push(ConfigError::new(file, format!("upstreams[{}]", u.index), u.message));
+                }
+                Arc::new(pool)
+            }
+        };
+        self.pools.insert(spec, pool.clone());
+        Ok(pool)
+    }
+}
+
+fn field_errors(file: &Path, list: Vec<(String, String)>) -> Vec<ConfigError> {
+    list.into_iter()
+        .map(|(field, message)| ConfigError::new(file, field, message))
+        .collect()
+}
+
+/// The previous snapshot's compiled policy of app `name`, when it can serve `spec` unchanged
+/// (compiling 1,000 apps' route regexes is most of a reload).
+fn reusable_auth(
+    prev: Option<&Arc<App>>,
+    spec: &crate::config::schema::AuthSpec,
+    host: &HostPattern,
+    settings: Option<&AuthSettings>,
+) -> Option<Arc<AppAuth>> {
+    let settings = settings?;
+    let prev = prev?;
+    let auth = prev.auth.as_ref()?;
+    (prev.host == *host && auth.reusable_for(spec, settings, host)).then(|| auth.clone())
+}
+
+fn build_auth(
+    main_path: &Path,
+    gateway: &crate::config::schema::GatewayFile,
+    previous: Option<&Snapshot>,
+    fingerprint: &mut crate::config::Fingerprint,
+    errors: &mut ConfigErrors,
+) -> Option<Arc<AuthSettings>> {
+    let Some(cookie) = &gateway.cookie else {
+        if !gateway.providers.is_empty() {
+            errors.push(ConfigError::new(
+                main_path,
+                "cookie",
+                "providers need a cookie section: cookie: { secrets_env: AUTHGATE_COOKIE_SECRETS }",
+            ));
+        }
+        return None;
+    };
+    // Secrets come from the environment: mix them in so a changed secret is a change.
+    let mut vars: Vec<&str> = vec![cookie.secrets_env.as_str()];
+    for spec in gateway.providers.values() {
+        vars.push(match spec {
+            crate::config::schema::ProviderSpec::Oidc(o)
+            | crate::config::schema::ProviderSpec::Google(o)
+            | crate::config::schema::ProviderSpec::Entra(o) => &o.client_secret_env,
+            crate::config::schema::ProviderSpec::Github(g) => &g.client_secret_env,
+        });
+    }
+    for var in vars {
+        fingerprint.add(Path::new(var), std::env::var(var).unwrap_or_default().as_bytes());
+    }
+    let base = base_dir(main_path);
+    let prev = previous.and_then(|p| p.auth.as_deref());
+    match AuthSettings::build(
+        cookie,
+        &gateway.providers,
+        gateway.templates_dir.as_deref(),
+        &base,
+        prev,
+    ) {
+        Ok(a) => Some(Arc::new(a)),
+        Err(list) => {
+            for (field, message) in list {
+                errors.push(ConfigError::new(main_path, field, message));
+            }
+            None
+        }
+    }
+}
+
+fn settings(main_path: &Path, gateway: &crate::config::schema::GatewayFile, errors: &mut ConfigErrors) -> Settings {
+    let listen = &gateway.listen;
+    let mut https_port = 443;
+    match listen.https.parse::<std::net::SocketAddr>() {
+        Ok(a) => https_port = a.port(),
+        Err(_) => errors.push(ConfigError::new(
+            main_path,
+            "listen.https",
+            format!("{:?} is not an address: write ip:port, e.g. 0.0.0.0:8443", listen.https),
+        )),
+    }
+    for (field, value) in [("listen.http", &listen.http), ("listen.admin", &listen.admin)] {
+        if let Some(v) = value {
+            if v.parse::<std::net::SocketAddr>().is_err() {
+                errors.push(ConfigError::new(
+                    main_path,
+                    field,
+                    format!("{v:?} is not an address: write ip:port, e.g. 127.0.0.1:9090"),
+                ));
+            }
+        }
+    }
+    let server = &gateway.server;
+    if server.threads == Some(0) {
+        errors.push(ConfigError::new(
+            main_path,
+            "server.threads",
+            "must be at least 1 (or absent for one per CPU)",
+        ));
+    }
+    if server.max_header_bytes < 1024 {
+        errors.push(ConfigError::new(
+            main_path,
+            "server.max_header_bytes",
+            "must be at least 1024",
+        ));
+    }
+    if server.resolve_interval.0 < std::time::Duration::from_secs(1) {
+        errors.push(ConfigError::new(
+            main_path,
+            "server.resolve_interval",
+            "must be at least 1s",
+        ));
+    }
+    if server.max_uri_bytes < 256 {
+        errors.push(ConfigError::new(
+            main_path,
+            "server.max_uri_bytes",
+            "must be at least 256",
+        ));
+    }
+    let trusted_proxies = TrustedProxies::parse(&server.trusted_proxies).unwrap_or_else(|(i, message)| {
+        errors.push(ConfigError::new(
+            main_path,
+            format!("server.trusted_proxies[{i}]"),
+            message,
+        ));
+        TrustedProxies::default()
+    });
+    Settings {
+        trusted_proxies,
+        listen: listen.clone(),
+        redirect_https_port: gateway.public_https_port.unwrap_or(https_port),
+        max_header_bytes: server.max_header_bytes,
+        max_uri_bytes: server.max_uri_bytes,
+        keepalive_timeout: server.keepalive_timeout.0,
+        resolve_interval: server.resolve_interval.0,
+    }
+}
