@@ -21,6 +21,7 @@
 //! | [`server`] | assembling the Pingora server from a configuration |
 //! | [`echo`] | a development upstream that echoes requests |
 //! | [`health`] | `authgate health`, the shell-less probe of `/ready` for container health checks |
+//! | [`import`] | `authgate import oauth2-proxy`: configuration from an oauth2-proxy fleet |
 
 #![warn(clippy::all)]
 
@@ -30,6 +31,7 @@ pub mod client;
 pub mod config;
 pub mod echo;
 pub mod health;
+pub mod import;
 pub mod logging;
 pub mod metrics;
 pub mod pages;
