@@ -217,9 +217,13 @@ fn read_inputs(inputs: &[PathBuf], host: Option<&str>) -> Result<Inventory, Impo
         for (file, text) in read_path(path)? {
             match detect::detect(&text) {
                 detect::InputKind::Kubernetes => manifests.push((file, text)),
+                detect::InputKind::Unknown if path.is_dir() => inventory.notes.push(build::Finding::info(
+                    &file.display().to_string(),
+                    "skipped: not an oauth2-proxy configuration, command line, environment file or manifest",
+                )),
                 kind => {
                     let parsed = parse_plain(kind, &file, &text)?;
-                    let stem = stem(&file);
+                    let stem = format!("{}/{}", file.parent().map(|p| p.display().to_string()).unwrap_or_default(), stem(&file));
                     match plain.iter_mut().find(|(s, _)| *s == stem) {
                         Some((_, inst)) => {
                             inst.origin.push_str(&format!(", {}", file.display()));
@@ -238,6 +242,7 @@ fn read_inputs(inputs: &[PathBuf], host: Option<&str>) -> Result<Inventory, Impo
         inventory.certs.extend(found.certs);
         inventory.notes.extend(found.notes);
     }
+    merge_config_files(&mut plain);
     let single = plain.len() == 1 && inventory.instances.is_empty();
     for (_, mut inst) in plain {
         if let (Some(h), true) = (host, single) {
@@ -252,6 +257,33 @@ fn read_inputs(inputs: &[PathBuf], host: Option<&str>) -> Result<Inventory, Impo
         inventory.instances.push(inst);
     }
     Ok(inventory)
+}
+
+/// A command line's `--config=PATH` whose file is another input: that file's options come
+/// first (oauth2-proxy's precedence: file, then environment, then flags), as one instance.
+fn merge_config_files(plain: &mut Vec<(String, Instance)>) {
+    let mut i = 0;
+    while i < plain.len() {
+        let target = plain[i].1.opts.iter().find(|o| o.name.trim_start_matches('-') == "config").and_then(|o| o.values.last()).map(|p| {
+            Path::new(p).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        });
+        let found = target.and_then(|base| {
+            plain.iter().position(|(_, inst)| inst.origin.split(", ").any(|f| f.ends_with(&format!("/{base}")) || f == base))
+        });
+        match found {
+            Some(j) if j != i => {
+                let (_, file) = plain.remove(j);
+                let i = if j < i { i - 1 } else { i };
+                let inst = &mut plain[i].1;
+                inst.origin = format!("{} + {}", inst.origin, file.origin);
+                let mut opts = file.opts;
+                opts.append(&mut inst.opts);
+                inst.opts = opts;
+                inst.notes.extend(file.notes);
+            }
+            _ => i += 1,
+        }
+    }
 }
 
 fn parse_plain(kind: detect::InputKind, file: &Path, text: &str) -> Result<Instance, ImportError> {
@@ -289,7 +321,7 @@ fn stem(file: &Path) -> String {
     }
 }
 
-/// `(file, content)` of a file, or of every `*.yaml`/`*.yml` file under a directory (sorted).
+/// `(file, content)` of a file, or of every file under a directory (sorted; hidden ones skipped).
 fn read_path(path: &Path) -> Result<Vec<(PathBuf, String)>, ImportError> {
     let read = |p: &Path| {
         std::fs::read_to_string(p).map_err(|source| ImportError::Read {
@@ -315,18 +347,11 @@ fn read_path(path: &Path) -> Result<Vec<(PathBuf, String)>, ImportError> {
             }
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            } else {
                 files.push(p);
             }
         }
     }
     files.sort();
-    let mut out = Vec::new();
-    for f in files {
-        let text = read(&f)?;
-        if detect::detect(&text) == detect::InputKind::Kubernetes {
-            out.push((f, text));
-        }
-    }
-    Ok(out)
+    files.into_iter().map(|f| Ok((f.clone(), read(&f)?))).collect()
 }

@@ -51,8 +51,17 @@ pub(crate) fn map(inst: &Instance, opts: &Opts, provider: Option<(String, String
         ));
         return;
     }
-    let upstreams = upstream(inst, opts, ctx);
+    let own = opts.list("upstreams");
+    let central = sites.iter().any(|s| s.upstream.is_some()) && own.iter().all(|u| !u.starts_with("http"));
+    let upstreams = if central { None } else { upstream(inst, opts, ctx) };
     for site in sites {
+        if central && site.upstream.is_none() {
+            ctx.findings.push(Finding::info(
+                subject,
+                &format!("the central proxy's own host {} is not needed: authgate answers /oauth2/* on every app host", site.host),
+            ));
+            continue;
+        }
         let Some(up) = site.upstream.clone().or_else(|| upstreams.clone()) else {
             ctx.findings.push(Finding::unmapped(subject, "upstreams", &format!("no usable upstream for {}: app NOT written", site.host)));
             continue;
@@ -117,8 +126,9 @@ fn sites(inst: &Instance, opts: &Opts, ctx: &mut Ctx) -> Vec<Site> {
             ctx.findings.push(Finding::info(&inst.origin, &format!("redirect_url is {u}: authgate serves HTTPS only, its callback is https://{host}/oauth2/callback")));
         }
     }
+    let generic = ["oauth2", "config", "env", "proxy"].iter().any(|g| inst.name.to_ascii_lowercase().contains(g));
     vec![Site {
-        name: inst.name.clone(),
+        name: if generic { host.split('.').next().unwrap_or_default().to_owned() } else { inst.name.clone() },
         host,
         upstream: None,
         paths: Vec::new(),

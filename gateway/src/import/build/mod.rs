@@ -189,7 +189,10 @@ fn inventory_and_checks(inst: &Instance, opts: &Opts, ctx: &mut Ctx) {
     let subject = inst.origin.as_str();
     for (toml, val) in &opts.vals {
         let problem = app::value_problem(toml, val, opts);
-        let trivial = val.values.iter().all(|v| v.is_empty() || v.eq_ignore_ascii_case("false")) && val.secret.is_none();
+        let trivial = val.secret.is_none()
+            && val.values.iter().all(|v| {
+                v.is_empty() || v.eq_ignore_ascii_case("false") || (*toml == "cookie_samesite" && v.eq_ignore_ascii_case("lax"))
+            });
         let status = match (val.entry.status, &problem) {
             (_, Some(_)) => "unmapped (value)".to_owned(),
             (Status::Pending | Status::Unsupported, _) if trivial => "not needed (off)".to_owned(),

@@ -41,6 +41,14 @@ pub(crate) fn map(inst: &Instance, opts: &Opts, ctx: &mut Ctx) -> Option<(String
             return None;
         }
     };
+    if let Some(i) = issuer.as_deref().filter(|i| !i.starts_with("https://")) {
+        ctx.findings.push(Finding::unmapped(
+            subject,
+            "oidc_issuer_url",
+            &format!("issuer {i} is not https://: authgate talks to providers over TLS only; its apps were NOT written"),
+        ));
+        return None;
+    }
     let Some(client_id) = opts.str("client_id").map(str::to_owned) else {
         ctx.findings.push(Finding::unmapped(subject, "client_id", "no client id: its apps were NOT written"));
         return None;
@@ -66,6 +74,7 @@ pub(crate) fn map(inst: &Instance, opts: &Opts, ctx: &mut Ctx) -> Option<(String
     let name = merge(out, &identity, ctx, subject);
     let env = ctx.providers.get(&name).map(|(p, _)| p.client_secret_env.clone()).unwrap_or_default();
     let source = match (opts.secret("client_secret"), opts.secret("client_secret_file")) {
+        (Some(s @ SecretSource::Literal { .. }), _) => Some(s.describe()),
         (Some(s), _) | (None, Some(s)) => Some(format!("{}: {}", subject, s.describe())),
         (None, None) => {
             ctx.findings.push(Finding::action(subject, &format!("no client secret among the inputs: set {env} from the provider's app registration")));

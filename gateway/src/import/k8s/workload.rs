@@ -28,15 +28,15 @@ pub(crate) fn instance(obj: &Object, objects: &[Object]) -> Option<Instance> {
         args.extend(list_at(proxy, key).iter().filter_map(cmdline::scalar));
     }
     let mut opts = config_file(&args, spec, obj, objects, &origin, &mut notes);
-    opts.extend(env.iter().filter_map(|(_, o)| o.clone()));
+    opts.extend(env.iter().filter_map(|v| v.option(&origin)));
     for mut o in cmdline::options(&args, &origin) {
-        if let Some(ValueRef::Env(var)) = &o.reference {
-            match env.iter().find(|(k, _)| k == var) {
-                Some((_, Some(src))) => {
-                    o.values = src.values.clone();
-                    o.reference = src.reference.clone();
+        if let Some(ValueRef::Env(name)) = &o.reference {
+            if let Some(var) = env.iter().rev().find(|v| v.name == *name) {
+                if let Some(value) = &var.value {
+                    o = cmdline::option(&o.name, value, o.origin.clone());
+                } else if var.reference.is_some() {
+                    o.reference = var.reference.clone();
                 }
-                Some((_, None)) | None => {}
             }
         }
         opts.push(o);
@@ -75,85 +75,82 @@ fn is_oauth2_proxy(c: &Value) -> bool {
     env_hit || cmd_hit
 }
 
-/// The container's variables: `(name, option)` where the option is set for `OAUTH2_PROXY_*`.
-/// Every variable is listed so `$(VAR)` in arguments can be resolved.
-fn environment(
-    c: &Value,
-    obj: &Object,
-    objects: &[Object],
-    origin: &str,
-    notes: &mut Vec<Finding>,
-) -> Vec<(String, Option<RawOpt>)> {
+/// One variable of the container: a literal value or a reference.
+struct EnvVar {
+    name: String,
+    value: Option<String>,
+    reference: Option<ValueRef>,
+}
+
+impl EnvVar {
+    /// The oauth2-proxy option it sets, for `OAUTH2_PROXY_*` variables.
+    fn option(&self, origin: &str) -> Option<RawOpt> {
+        self.name.strip_prefix(PREFIX)?;
+        if self.value.is_none() && self.reference.is_none() {
+            return None;
+        }
+        let origin = format!("{origin}: env {}", self.name);
+        let mut opt = envfile::variable(&self.name, self.value.as_deref().unwrap_or_default(), origin);
+        if self.reference.is_some() {
+            opt.values.clear();
+            opt.reference = self.reference.clone();
+        }
+        Some(opt)
+    }
+}
+
+/// The container's variables, in order (`envFrom` first, then `env`).
+fn environment(c: &Value, obj: &Object, objects: &[Object], origin: &str, notes: &mut Vec<Finding>) -> Vec<EnvVar> {
     let mut out = Vec::new();
+    let secret_ref = |name: &str, key: &str| ValueRef::Secret {
+        namespace: obj.namespace.clone(),
+        name: name.to_owned(),
+        key: key.to_owned(),
+    };
     for src in list_at(c, "envFrom") {
         let prefix = str_at(src, "prefix").unwrap_or_default();
         if let Some(name) = str_at(src, "secretRef.name") {
             match find(objects, "Secret", &obj.namespace, &name) {
-                Some(secret) => {
-                    for key in data_keys(secret) {
-                        let var = format!("{prefix}{key}");
-                        let reference = ValueRef::Secret {
-                            namespace: obj.namespace.clone(),
-                            name: name.clone(),
-                            key: key.clone(),
-                        };
-                        out.push((var.clone(), from_var(&var, None, Some(reference), origin)));
-                    }
-                }
+                Some(secret) => out.extend(data_keys(secret).into_iter().map(|key| EnvVar {
+                    name: format!("{prefix}{key}"),
+                    value: None,
+                    reference: Some(secret_ref(&name, &key)),
+                })),
                 None => notes.push(Finding::unresolved(origin, &format!("envFrom Secret `{name}`"))),
             }
         }
         if let Some(name) = str_at(src, "configMapRef.name") {
             match find(objects, "ConfigMap", &obj.namespace, &name) {
-                Some(cm) => {
-                    for (key, value) in data(cm) {
-                        let var = format!("{prefix}{key}");
-                        out.push((var.clone(), from_var(&var, Some(&value), None, origin)));
-                    }
-                }
+                Some(cm) => out.extend(data(cm).into_iter().map(|(key, value)| EnvVar {
+                    name: format!("{prefix}{key}"),
+                    value: Some(value),
+                    reference: None,
+                })),
                 None => notes.push(Finding::unresolved(origin, &format!("envFrom ConfigMap `{name}`"))),
             }
         }
     }
     for e in list_at(c, "env") {
-        let Some(var) = str_at(e, "name") else { continue };
-        if let Some(value) = str_at(e, "value") {
-            out.push((var.clone(), from_var(&var, Some(&value), None, origin)));
-        } else if let (Some(name), Some(key)) =
-            (str_at(e, "valueFrom.secretKeyRef.name"), str_at(e, "valueFrom.secretKeyRef.key"))
-        {
-            let reference = ValueRef::Secret {
-                namespace: obj.namespace.clone(),
-                name,
-                key,
-            };
-            out.push((var.clone(), from_var(&var, None, Some(reference), origin)));
-        } else if let (Some(name), Some(key)) =
+        let Some(name) = str_at(e, "name") else { continue };
+        let mut var = EnvVar {
+            name: name.clone(),
+            value: str_at(e, "value"),
+            reference: None,
+        };
+        if let (Some(s), Some(key)) = (str_at(e, "valueFrom.secretKeyRef.name"), str_at(e, "valueFrom.secretKeyRef.key")) {
+            var.reference = Some(secret_ref(&s, &key));
+        } else if let (Some(cm), Some(key)) =
             (str_at(e, "valueFrom.configMapKeyRef.name"), str_at(e, "valueFrom.configMapKeyRef.key"))
         {
-            let value = find(objects, "ConfigMap", &obj.namespace, &name)
-                .and_then(|cm| data(cm).into_iter().find(|(k, _)| *k == key).map(|(_, v)| v));
-            if value.is_none() {
-                notes.push(Finding::unresolved(origin, &format!("ConfigMap `{name}` key `{key}` (variable {var})")));
+            var.value = find(objects, "ConfigMap", &obj.namespace, &cm)
+                .and_then(|o| data(o).into_iter().find(|(k, _)| *k == key).map(|(_, v)| v));
+            if var.value.is_none() {
+                notes.push(Finding::unresolved(origin, &format!("ConfigMap `{cm}` key `{key}` (variable {name})")));
             }
-            out.push((var.clone(), value.and_then(|v| from_var(&var, Some(&v), None, origin))));
-        } else {
-            out.push((var, None));
         }
+        out.push(var);
     }
     out
-}
-
-/// The option of one variable (`None` for variables that are not oauth2-proxy's).
-fn from_var(var: &str, value: Option<&str>, reference: Option<ValueRef>, origin: &str) -> Option<RawOpt> {
-    var.strip_prefix(PREFIX)?;
-    let origin = format!("{origin}: env {var}");
-    let mut opt = envfile::variable(var, value.unwrap_or_default(), origin);
-    if reference.is_some() {
-        opt.values.clear();
-        opt.reference = reference;
-    }
-    Some(opt)
 }
 
 /// Options of the file named by `--config=PATH` when a mounted ConfigMap holds it.
