@@ -221,3 +221,49 @@ pub(crate) fn write(out: &Path, plan: &Plan) -> Result<(), ImportError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::schema::{AppFile, GatewayFile};
+
+    /// What the writer emits is what the real schema reads.
+    #[test]
+    fn output_reads_back_with_the_schema() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let input = dir.path().join("billing.cfg");
+        let cfg = "provider = \"github\"\nclient_id = \"abc\"\nclient_secret = \"s3cr3t-value\"\ngithub_org = \"acme\"\n\
+                   github_team = [\"ops\"]\nemail_domains = [\"*\"]\nupstreams = [\"https://10.1.2.3:8443/\"]\n\
+                   ssl_upstream_insecure_skip_verify = true\nupstream_timeout = \"45s\"\nredirect_url = \"https://billing.example.com/oauth2/callback\"\n\
+                   cookie_secret = \"c00kie-value\"\ncookie_name = \"_sso\"\ncookie_expire = \"24h\"\ncookie_refresh = \"30m\"\n\
+                   session_store_type = \"redis\"\nredis_connection_url = \"redis://:pw-in-url@redis:6379/0\"\n";
+        std::fs::write(&input, cfg).unwrap_or_else(|e| panic!("{e}"));
+        let out = dir.path().join("out");
+        let summary = super::super::import(&super::super::ImportOptions {
+            inputs: vec![input],
+            out: out.clone(),
+            host: None,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((summary.apps, summary.providers, summary.unmapped), (1, 1, 0));
+        let main = std::fs::read_to_string(out.join("gateway.yaml")).unwrap_or_default();
+        let gw: GatewayFile = serde_yaml::from_str(&main).unwrap_or_else(|e| panic!("{e}\n{main}"));
+        let cookie = gw.cookie.unwrap_or_else(|| panic!("cookie"));
+        assert_eq!((cookie.name.as_str(), cookie.secrets_env.as_str()), ("_sso", "AUTHGATE_COOKIE_SECRETS"));
+        let redis = gw.sessions.redis.unwrap_or_else(|| panic!("redis"));
+        assert_eq!(redis.url.as_deref(), Some("redis://redis:6379/0"));
+        assert_eq!(redis.password_env.as_deref(), Some("AUTHGATE_REDIS_PASSWORD"));
+        let app_text = std::fs::read_to_string(out.join("apps.d/billing.yaml")).unwrap_or_default();
+        let app: AppFile = serde_yaml::from_str(&app_text).unwrap_or_else(|e| panic!("{e}\n{app_text}"));
+        assert_eq!(app.host, "billing.example.com");
+        assert_eq!(app.upstreams, vec!["https://10.1.2.3:8443"]);
+        assert!(app.upstream_tls.is_some_and(|t| t.insecure_skip_verify));
+        let auth = app.auth.unwrap_or_else(|| panic!("auth"));
+        assert_eq!(auth.github_team, vec!["acme/ops"]);
+        assert!(auth.github_org.is_empty(), "a team narrows the org");
+        for file in [main, app_text, std::fs::read_to_string(out.join("import-report.md")).unwrap_or_default()] {
+            for secret in ["s3cr3t-value", "c00kie-value", "pw-in-url"] {
+                assert!(!file.contains(secret), "{secret} written:\n{file}");
+            }
+        }
+    }
+}
