@@ -36,6 +36,9 @@ pub(crate) fn value_problem(toml: &str, val: &Val, opts: &Opts) -> Option<String
 pub(crate) fn map(inst: &Instance, opts: &Opts, provider: Option<(String, String)>, ctx: &mut Ctx) {
     let subject = inst.origin.as_str();
     let sites = sites(inst, opts, ctx);
+    let own = opts.list("upstreams");
+    let central = sites.iter().any(|s| s.upstream.is_some()) && own.iter().all(|u| !u.starts_with("http"));
+    let upstreams = if central { None } else { upstream(inst, opts, ctx) };
     let Some((provider, kind)) = provider else {
         for s in &sites {
             ctx.findings.push(Finding::unmapped(subject, "provider", &format!("app for {} NOT written: its provider could not be mapped", s.host)));
@@ -51,9 +54,6 @@ pub(crate) fn map(inst: &Instance, opts: &Opts, provider: Option<(String, String
         ));
         return;
     }
-    let own = opts.list("upstreams");
-    let central = sites.iter().any(|s| s.upstream.is_some()) && own.iter().all(|u| !u.starts_with("http"));
-    let upstreams = if central { None } else { upstream(inst, opts, ctx) };
     for site in sites {
         if central && site.upstream.is_none() {
             ctx.findings.push(Finding::info(

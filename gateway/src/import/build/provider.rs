@@ -132,13 +132,20 @@ fn github_enterprise(opts: &Opts, out: &mut ProviderOut) {
 
 /// Adds `out` under a new name, or returns the name of the provider with the same identity.
 fn merge(mut out: ProviderOut, identity: &str, ctx: &mut Ctx, subject: &str) -> String {
-    if let Some((name, (existing, _))) = ctx.providers.iter().find(|(_, (_, id))| id == identity) {
+    if let Some((name, (existing, _))) = ctx.providers.iter_mut().find(|(_, (_, id))| id == identity) {
+        let (mine, theirs) = (effective_scopes(&out), effective_scopes(existing));
+        if mine != theirs {
+            let mut union = theirs;
+            union.extend(mine.into_iter().filter(|s| !existing_has(existing, s)));
+            existing.scopes = Some(union);
+        }
         let mut cmp = out.clone();
         cmp.client_secret_env = existing.client_secret_env.clone();
+        cmp.scopes = existing.scopes.clone();
         if &cmp != existing {
             ctx.findings.push(Finding::info(
                 subject,
-                &format!("merged into provider `{name}` (same type, issuer and client id) although its scopes, CA or claims differ; the first sidecar's settings were kept"),
+                &format!("merged into provider `{name}` (same type, issuer and client id) although its CA or claims differ; the first sidecar's settings were kept"),
             ));
         }
         return name.clone();
@@ -153,4 +160,16 @@ fn merge(mut out: ProviderOut, identity: &str, ctx: &mut Ctx, subject: &str) -> 
     out.client_secret_env = format!("AUTHGATE_{}_CLIENT_SECRET", name.to_ascii_uppercase().replace('-', "_"));
     ctx.providers.insert(name.clone(), (out, identity.to_owned()));
     name
+}
+
+/// The scopes a provider requests (its own, or authgate's default for its type).
+fn effective_scopes(p: &ProviderOut) -> Vec<String> {
+    p.scopes.clone().unwrap_or_else(|| {
+        let default: &[&str] = if p.kind == "github" { &["read:user", "user:email", "read:org"] } else { &["openid", "email", "profile"] };
+        default.iter().map(|s| (*s).to_owned()).collect()
+    })
+}
+
+fn existing_has(p: &ProviderOut, scope: &str) -> bool {
+    effective_scopes(p).iter().any(|s| s == scope)
 }
