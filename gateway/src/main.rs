@@ -197,19 +197,36 @@ fn main() -> ExitCode {
 }
 
 fn import(from: ImportFrom) -> ExitCode {
-    let ImportFrom::Oauth2Proxy { out, host, strict, print_mapping_table, inputs } = from;
+    let ImportFrom::Oauth2Proxy {
+        out,
+        host,
+        strict,
+        print_mapping_table,
+        inputs,
+    } = from;
     if print_mapping_table {
         print!("{}", authgate::import::mapping_table());
         return ExitCode::SUCCESS;
     }
-    let options = authgate::import::ImportOptions { inputs, out: out.unwrap_or_default(), host };
+    let options = authgate::import::ImportOptions {
+        inputs,
+        out: out.unwrap_or_default(),
+        host,
+    };
     match authgate::import::import(&options) {
         Ok(s) => {
             println!(
                 "wrote {} apps and {} providers; {} not carried over; read {}",
-                s.apps, s.providers, s.unmapped, s.report.display()
+                s.apps,
+                s.providers,
+                s.unmapped,
+                s.report.display()
             );
-            if strict && s.unmapped > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+            if strict && s.unmapped > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(e) => {
             eprintln!("authgate import: {e}");

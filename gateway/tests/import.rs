@@ -24,7 +24,11 @@ fn import(out: &Path, args: &[&str]) -> (i32, String) {
         .args(args)
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     (o.status.code().unwrap_or(-1), text)
 }
 
@@ -56,16 +60,20 @@ fn check(out: &Path) {
         std::fs::write(out.join(c["cert_file"].as_str().unwrap()), crt).unwrap();
         std::fs::write(out.join(c["key_file"].as_str().unwrap()), key).unwrap();
     }
+    let re = regex::Regex::new(r"[a-z0-9-]+\.[a-z0-9-]+\.svc\.cluster\.local").unwrap();
     for entry in std::fs::read_dir(out.join("apps.d")).unwrap() {
         let path = entry.unwrap().path();
         let text = read(&path);
-        let re = regex::Regex::new(r"[a-z0-9-]+\.[a-z0-9-]+\.svc\.cluster\.local").unwrap();
         std::fs::write(&path, re.replace_all(&text, "127.0.0.1").as_bytes()).unwrap();
     }
     let mut cmd = Command::new(binary());
     cmd.args(["check", "-c"]).arg(out.join("gateway.yaml"));
     for var in env_names(&main) {
-        let value = if var == "AUTHGATE_COOKIE_SECRETS" { common::authenv::cookie_key() } else { "dummy".to_owned() };
+        let value = if var == "AUTHGATE_COOKIE_SECRETS" {
+            common::authenv::cookie_key()
+        } else {
+            "dummy".to_owned()
+        };
         cmd.env(var, value);
     }
     let o = cmd.output().unwrap();
@@ -147,7 +155,12 @@ fn golden(out: &Path, name: &str) {
     want.sort();
     assert_eq!(files[1..].to_vec(), want, "app files");
     for f in &files {
-        assert_eq!(read(&out.join(f)), read(&expected.join(f)), "{} differs from expected/{name}", f.display());
+        assert_eq!(
+            read(&out.join(f)),
+            read(&expected.join(f)),
+            "{} differs from expected/{name}",
+            f.display()
+        );
     }
 }
 
@@ -193,7 +206,10 @@ fn strict_fails_when_anything_is_not_carried_over() {
     let dir = tempfile::tempdir().unwrap();
     let (code, text) = import(&dir.path().join("fleet"), &["--strict", &fx("fleet")]);
     assert_eq!(code, 1, "{text}");
-    assert!(dir.path().join("fleet/gateway.yaml").exists(), "the output is written anyway");
+    assert!(
+        dir.path().join("fleet/gateway.yaml").exists(),
+        "the output is written anyway"
+    );
     let (code, text) = import(&dir.path().join("clean"), &["--strict", &fx("single/clean.cfg")]);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("0 not carried over"), "{text}");
@@ -205,12 +221,46 @@ fn oauth2_proxy_examples_import_and_pass_check() {
     let dir = tempfile::tempdir().unwrap();
     let cases: &[(&str, &[&str], &[&str])] = &[
         // contrib/oauth2-proxy.service.example + the cfg its ExecStart names, one process
-        ("dex", &["upstream/dex"], &["oauth2-proxy.cfg, ", "oauth2-proxy.service", "is not https://"]),
-        ("keycloak", &["upstream/keycloak.cfg"], &["`provider_display_name` | pending", "`cookie_secure` | cookies are always Secure"]),
-        ("nginx", &["upstream/nginx.cfg"], &["static://200: static:// upstreams are not supported", "`reverse_proxy` | pending", "is not https://"]),
-        ("alpha", &["upstream/alpha"], &["oauth2-proxy-alpha-config.cfg, ", "| `set_xauthrequest` | true | mapped"]),
-        ("example", &["upstream/oauth2-proxy.cfg.example"], &["no host: neither routing nor redirect_url names one"]),
-        ("dashboard", &["upstream/kubernetes-dashboard-ingress.yaml"], &["reaches no oauth2-proxy among the inputs"]),
+        (
+            "dex",
+            &["upstream/dex"],
+            &["oauth2-proxy.cfg, ", "oauth2-proxy.service", "is not https://"],
+        ),
+        (
+            "keycloak",
+            &["upstream/keycloak.cfg"],
+            &[
+                "`provider_display_name` | pending",
+                "`cookie_secure` | cookies are always Secure",
+            ],
+        ),
+        (
+            "nginx",
+            &["upstream/nginx.cfg"],
+            &[
+                "static://200: static:// upstreams are not supported",
+                "`reverse_proxy` | pending",
+                "is not https://",
+            ],
+        ),
+        (
+            "alpha",
+            &["upstream/alpha"],
+            &[
+                "oauth2-proxy-alpha-config.cfg, ",
+                "| `set_xauthrequest` | true | mapped",
+            ],
+        ),
+        (
+            "example",
+            &["upstream/oauth2-proxy.cfg.example"],
+            &["no host: neither routing nor redirect_url names one"],
+        ),
+        (
+            "dashboard",
+            &["upstream/kubernetes-dashboard-ingress.yaml"],
+            &["reaches no oauth2-proxy among the inputs"],
+        ),
     ];
     for (name, inputs, needles) in cases {
         let out = dir.path().join(name);
@@ -228,8 +278,14 @@ fn oauth2_proxy_examples_import_and_pass_check() {
     // The local-environment examples talk to their providers over plain HTTP: nothing public
     // is written for them, and the report says why.
     let report = read(&dir.path().join("keycloak/import-report.md"));
-    assert!(report.contains("issuer http://keycloak.localtest.me:9080/realms/oauth2-proxy is not https://"), "{report}");
-    assert_eq!(std::fs::read_dir(dir.path().join("keycloak/apps.d")).unwrap().count(), 0);
+    assert!(
+        report.contains("issuer http://keycloak.localtest.me:9080/realms/oauth2-proxy is not https://"),
+        "{report}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("keycloak/apps.d")).unwrap().count(),
+        0
+    );
 }
 
 #[test]
@@ -238,10 +294,16 @@ fn ingress_nginx_central_proxy_becomes_one_provider_for_every_auth_url_ingress()
     let out = dir.path().join("out");
     let (code, text) = import(&out, &[&fx("nginx-central")]);
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("wrote 2 apps and 1 providers; 0 not carried over"), "{text}");
+    assert!(
+        text.contains("wrote 2 apps and 1 providers; 0 not carried over"),
+        "{text}"
+    );
     golden(&out, "nginx-central");
     let report = read(&out.join("import-report.md"));
-    assert!(report.contains("the central proxy's own host auth.example.com is not needed"), "{report}");
+    assert!(
+        report.contains("the central proxy's own host auth.example.com is not needed"),
+        "{report}"
+    );
     check(&out);
 }
 
@@ -261,7 +323,10 @@ fn one_sidecar_from_a_shell_script_and_an_env_file() {
         assert!(app.contains(needle), "app lacks {needle:?}:\n{app}");
     }
     let report = read(&out.join("import-report.md"));
-    assert!(report.contains("`htpasswd_file` | unsupported: No local users"), "{report}");
+    assert!(
+        report.contains("`htpasswd_file` | unsupported: No local users"),
+        "{report}"
+    );
     assert!(report.contains("app1.env:2 (move it into a Secret"), "{report}");
     assert_no_secrets(&out);
     check(&out);
@@ -275,7 +340,10 @@ fn one_sidecar_from_a_shell_script_and_an_env_file() {
 
 #[test]
 fn the_mapping_table_printed_is_the_one_in_the_migration_guide() {
-    let o = Command::new(binary()).args(["import", "oauth2-proxy", "--print-mapping-table"]).output().unwrap();
+    let o = Command::new(binary())
+        .args(["import", "oauth2-proxy", "--print-mapping-table"])
+        .output()
+        .unwrap();
     assert!(o.status.success());
     let table = String::from_utf8(o.stdout).unwrap();
     let guide = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/migration.md"));
@@ -295,8 +363,14 @@ fn bad_inputs_are_errors_naming_the_file() {
     std::fs::write(&broken, "client_id = \"x\"\nemail_domains = [\"a\"\n").unwrap();
     let (code, text) = import(&dir.path().join("o2"), &[broken.to_str().unwrap()]);
     assert_eq!(code, 1, "{text}");
-    assert!(text.contains("broken.cfg: line 2: array of email_domains is not closed"), "{text}");
-    let (code, text) = import(&dir.path().join("o3"), &[dir.path().join("missing.cfg").to_str().unwrap()]);
+    assert!(
+        text.contains("broken.cfg: line 2: array of email_domains is not closed"),
+        "{text}"
+    );
+    let (code, text) = import(
+        &dir.path().join("o3"),
+        &[dir.path().join("missing.cfg").to_str().unwrap()],
+    );
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("missing.cfg"), "{text}");
 }
@@ -309,7 +383,10 @@ async fn round_trip_admits_and_refuses_what_the_sidecars_did() {
     let ca = TestCa::new();
     let ports = ConfigDir::new();
     let hosts = ["app1.example.com", "admin.example.com"];
-    let origins: Vec<String> = hosts.iter().map(|h| format!("https://{h}:{}", ports.https.port())).collect();
+    let origins: Vec<String> = hosts
+        .iter()
+        .map(|h| format!("https://{h}:{}", ports.https.port()))
+        .collect();
     let idp = Idp::start(&ca, "gateway", "corp-test-secret", &origins, serde_json::json!({}));
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), ca.cert_pem()).unwrap();
@@ -337,7 +414,11 @@ async fn round_trip_admits_and_refuses_what_the_sidecars_did() {
     let out = dir.path().join("out");
     let (code, text) = import(
         &out,
-        &["--strict", dir.path().join("app1.cfg").to_str().unwrap(), dir.path().join("admin.cfg").to_str().unwrap()],
+        &[
+            "--strict",
+            dir.path().join("app1.cfg").to_str().unwrap(),
+            dir.path().join("admin.cfg").to_str().unwrap(),
+        ],
     );
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("wrote 2 apps and 1 providers"), "{text}");
@@ -352,17 +433,30 @@ async fn round_trip_admits_and_refuses_what_the_sidecars_did() {
     std::fs::write(out.join("certs/tls.crt"), crt).unwrap();
     std::fs::write(out.join("certs/tls.key"), key).unwrap();
     let cookie = common::authenv::cookie_key();
-    let env = [("AUTHGATE_COOKIE_SECRETS", cookie.as_str()), ("AUTHGATE_OIDC_CLIENT_SECRET", "corp-test-secret")];
+    let env = [
+        ("AUTHGATE_COOKIE_SECRETS", cookie.as_str()),
+        ("AUTHGATE_OIDC_CLIENT_SECRET", "corp-test-secret"),
+    ];
     let gw = Gateway::start_file(&out.join("gateway.yaml"), ports.https, ports.http, ports.admin, &env).await;
     let url = |host: &str, path: &str| format!("https://{host}:{}{path}", ports.https.port());
 
     // Without a session: skip routes pass, API routes get 401, the rest goes to the provider.
     let anon = browser(&ca, gw.https, &hosts);
-    for (path, status) in [("/healthz", 200), ("/public/x", 200), ("/api/x", 401), ("/private", 302)] {
+    for (path, status) in [
+        ("/healthz", 200),
+        ("/public/x", 200),
+        ("/api/x", 401),
+        ("/private", 302),
+    ] {
         let resp = anon.get(url("app1.example.com", path)).send().await.unwrap();
         assert_eq!(resp.status(), status, "{path}: {}", gw.logs());
     }
-    let post = anon.post(url("app1.example.com", "/healthz")).send().await.unwrap().status();
+    let post = anon
+        .post(url("app1.example.com", "/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .status();
     assert_ne!(post, 200, "the skip route is for GET only");
 
     // email_domains = example.com on app1; allowed_groups = admins on admin.
@@ -376,7 +470,13 @@ async fn round_trip_admits_and_refuses_what_the_sidecars_did() {
     ] {
         let b = browser(&ca, gw.https, &hosts);
         let (resp, visited) = browse(&b, &url(host, "/private"), user, &format!("{user}-pw")).await;
-        assert_eq!(resp.status(), status, "{user} on {host} via {visited:?}: {}\n{}", gw.logs(), idp.logs());
+        assert_eq!(
+            resp.status(),
+            status,
+            "{user} on {host} via {visited:?}: {}\n{}",
+            gw.logs(),
+            idp.logs()
+        );
         if status == 200 {
             let echo: serde_json::Value = resp.json().await.unwrap();
             assert_eq!(echo["headers"]["x-forwarded-email"][0], format!("{user}@example.com"));

@@ -30,7 +30,10 @@ const PROVIDER_KEYS: &[(&str, &str)] = &[
     ("oidcConfig.audienceClaims", "oidc_audience_claims"),
     ("oidcConfig.extraAudiences", "oidc_extra_audiences"),
     ("oidcConfig.insecureSkipNonce", "insecure_oidc_skip_nonce"),
-    ("oidcConfig.insecureAllowUnverifiedEmail", "insecure_oidc_allow_unverified_email"),
+    (
+        "oidcConfig.insecureAllowUnverifiedEmail",
+        "insecure_oidc_allow_unverified_email",
+    ),
     ("oidcConfig.jwksURL", "oidc_jwks_url"),
     ("oidcConfig.skipDiscovery", "skip_oidc_discovery"),
     ("githubConfig.org", "github_org"),
@@ -47,17 +50,32 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Vec<RawOpt>, String> {
     let root: Value = serde_yaml::from_str(text).map_err(|e| format!("alpha config: {e}"))?;
     let mut out = Vec::new();
     let at = |path: &str| format!("{origin}: {path}");
-    let providers = root.get("providers").and_then(Value::as_sequence).cloned().unwrap_or_default();
+    let providers = root
+        .get("providers")
+        .and_then(Value::as_sequence)
+        .cloned()
+        .unwrap_or_default();
     if providers.len() > 1 {
-        out.push(RawOpt::new("alpha:providers[1..]", vec![format!("{} providers", providers.len())], at("providers")));
+        out.push(RawOpt::new(
+            "alpha:providers[1..]",
+            vec![format!("{} providers", providers.len())],
+            at("providers"),
+        ));
     }
     if let Some(p) = providers.first() {
         let mut flat = Vec::new();
         flatten("", p, &mut flat);
         for (path, values) in flat {
-            let name = PROVIDER_KEYS.iter().find(|(k, _)| *k == path).map(|(_, n)| (*n).to_owned());
+            let name = PROVIDER_KEYS
+                .iter()
+                .find(|(k, _)| *k == path)
+                .map(|(_, n)| (*n).to_owned());
             let name = name.unwrap_or_else(|| format!("alpha:providers[0].{path}"));
-            let values = if name == "scope" { vec![values.join(" ")] } else { values };
+            let values = if name == "scope" {
+                vec![values.join(" ")]
+            } else {
+                values
+            };
             if path != "id" {
                 out.push(RawOpt::new(&name, values, at(&format!("providers[0].{path}"))));
             }
@@ -77,10 +95,17 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Vec<RawOpt>, String> {
             (None, Some(true)) => format!("static://{}", u.get("staticCode").and_then(scalar).unwrap_or_default()),
             _ => String::new(),
         };
-        out.push(RawOpt::new("upstreams", vec![target], at(&format!("upstreamConfig.upstreams[{i}]"))));
+        out.push(RawOpt::new(
+            "upstreams",
+            vec![target],
+            at(&format!("upstreamConfig.upstreams[{i}]")),
+        ));
     }
     let server = root.get("server");
-    if let Some(addr) = server.and_then(|s| s.get("bindAddress").or_else(|| s.get("BindAddress"))).and_then(scalar) {
+    if let Some(addr) = server
+        .and_then(|s| s.get("bindAddress").or_else(|| s.get("BindAddress")))
+        .and_then(scalar)
+    {
         out.push(RawOpt::new("http_address", vec![addr], at("server.bindAddress")));
     }
     for section in ["injectRequestHeaders", "injectResponseHeaders"] {
@@ -115,7 +140,11 @@ fn header(section: &str, name: &str, h: &Value, origin: String) -> RawOpt {
     if standard.contains(&lower.as_str()) {
         return RawOpt::new("set_xauthrequest", vec!["true".into()], origin);
     }
-    RawOpt::new(&format!("alpha:{section}[{name}]"), vec![claim.trim().to_owned()], origin)
+    RawOpt::new(
+        &format!("alpha:{section}[{name}]"),
+        vec![claim.trim().to_owned()],
+        origin,
+    )
 }
 
 /// `a: {b: x}` → `("a.b", [x])`; lists of scalars become several values.
@@ -124,7 +153,11 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, Vec<String>)>) {
         Value::Mapping(m) => {
             for (k, v) in m {
                 let key = scalar(k).unwrap_or_default();
-                let path = if prefix.is_empty() { key } else { format!("{prefix}.{key}") };
+                let path = if prefix.is_empty() {
+                    key
+                } else {
+                    format!("{prefix}.{key}")
+                };
                 flatten(&path, v, out);
             }
         }

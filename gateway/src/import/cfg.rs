@@ -131,8 +131,10 @@ mod tests {
                     cookie_domains=[\".localtest.me\"] # Required\nemail_domains = [\n  \"a.com\", # one\n  'b.com',\n]\n\
                     skip_auth_routes = [\"GET=^/a#b\"]\nlogging_max_size = 100\n";
         let opts = parse(text, "f").unwrap();
-        let got: Vec<(&str, Vec<&str>)> =
-            opts.iter().map(|o| (o.name.as_str(), o.values.iter().map(String::as_str).collect())).collect();
+        let got: Vec<(&str, Vec<&str>)> = opts
+            .iter()
+            .map(|o| (o.name.as_str(), o.values.iter().map(String::as_str).collect()))
+            .collect();
         assert_eq!(
             got,
             vec![

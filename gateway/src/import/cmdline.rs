@@ -74,7 +74,11 @@ pub(crate) fn options(words: &[String], origin: &str) -> Vec<RawOpt> {
         let word = &words[i];
         i += 1;
         let Some(flag) = word.strip_prefix("--").or_else(|| word.strip_prefix('-')) else {
-            out.push(RawOpt::new("(argument)", vec![word.clone()], format!("{origin}: argument {word:?}")));
+            out.push(RawOpt::new(
+                "(argument)",
+                vec![word.clone()],
+                format!("{origin}: argument {word:?}"),
+            ));
             continue;
         };
         let (name, value) = match flag.split_once('=') {
@@ -107,7 +111,12 @@ pub(crate) fn option(name: &str, value: &str, origin: String) -> RawOpt {
     }
     let list = table::lookup(name).is_some_and(|e| e.kind == Kind::List);
     let values = if list {
-        value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned).collect()
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect()
     } else {
         vec![value.to_owned()]
     };
@@ -157,12 +166,19 @@ mod tests {
         let unit = "[Service]\nUser=o\nExecStart=-/usr/bin/oauth2-proxy --provider=github \\\n  --github-org=\"acme\"\nRestart=always\n";
         assert_eq!(
             names(&parse(unit, "u").unwrap()),
-            vec![("provider".into(), vec!["github".into()]), ("github-org".into(), vec!["acme".into()])]
+            vec![
+                ("provider".into(), vec!["github".into()]),
+                ("github-org".into(), vec!["acme".into()])
+            ]
         );
-        let yaml = "command: [\"/bin/oauth2-proxy\"]\nargs:\n  - --provider=google\n  - --client-secret=$(CLIENT_SECRET)\n";
+        let yaml =
+            "command: [\"/bin/oauth2-proxy\"]\nargs:\n  - --provider=google\n  - --client-secret=$(CLIENT_SECRET)\n";
         let opts = parse(yaml, "y").unwrap();
         assert_eq!(opts[1].reference, Some(ValueRef::Env("CLIENT_SECRET".into())));
         let sh = "command: [sh, -c, \"exec oauth2-proxy --provider=oidc\"]";
-        assert_eq!(names(&parse(sh, "s").unwrap()), vec![("provider".into(), vec!["oidc".into()])]);
+        assert_eq!(
+            names(&parse(sh, "s").unwrap()),
+            vec![("provider".into(), vec!["oidc".into()])]
+        );
     }
 }

@@ -37,7 +37,11 @@ pub(crate) fn detect(text: &str) -> InputKind {
         return InputKind::Cfg;
     }
     let words = text.split_whitespace().collect::<Vec<_>>();
-    if words.iter().any(|w| w.contains("oauth2-proxy") || w.contains("oauth2_proxy")) || words.first().is_some_and(|w| w.starts_with("--")) {
+    if words
+        .iter()
+        .any(|w| w.contains("oauth2-proxy") || w.contains("oauth2_proxy"))
+        || words.first().is_some_and(|w| w.starts_with("--"))
+    {
         return InputKind::CommandLine;
     }
     InputKind::Unknown
@@ -46,7 +50,9 @@ pub(crate) fn detect(text: &str) -> InputKind {
 fn is_env_line(l: &str) -> bool {
     let l = l.strip_prefix("export ").unwrap_or(l);
     l.split_once('=').is_some_and(|(k, _)| {
-        !k.is_empty() && k.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        !k.is_empty()
+            && k.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
     })
 }
 
@@ -54,7 +60,10 @@ fn is_env_line(l: &str) -> bool {
 fn is_cfg_line(l: &str) -> bool {
     if let Some((k, _)) = l.split_once('=') {
         let k = k.trim();
-        if !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
+        if !k.is_empty()
+            && k.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        {
             return true;
         }
     }
@@ -82,12 +91,18 @@ fn yaml_kind(text: &str) -> Option<InputKind> {
         return Some(InputKind::Kubernetes);
     }
     let map = first?;
-    if ["upstreamConfig", "injectRequestHeaders", "injectResponseHeaders"].iter().any(|k| map.contains_key(*k))
+    if ["upstreamConfig", "injectRequestHeaders", "injectResponseHeaders"]
+        .iter()
+        .any(|k| map.contains_key(*k))
         || map.get("providers").is_some_and(serde_yaml::Value::is_sequence)
     {
         return Some(InputKind::Alpha);
     }
-    if map.get("command").or_else(|| map.get("args")).is_some_and(|v| v.is_sequence() || v.is_string()) {
+    if map
+        .get("command")
+        .or_else(|| map.get("args"))
+        .is_some_and(|v| v.is_sequence() || v.is_string())
+    {
         return Some(InputKind::CommandLine);
     }
     None
@@ -99,12 +114,24 @@ mod tests {
 
     #[test]
     fn kinds_from_content() {
-        assert_eq!(detect("http_address=\"0.0.0.0:4180\"\nemail_domains = [\n \"a\",\n]\n"), InputKind::Cfg);
-        assert_eq!(detect("# c\nOAUTH2_PROXY_PROVIDER=github\nexport OAUTH2_PROXY_X=1\n"), InputKind::EnvFile);
-        assert_eq!(detect("[Unit]\n[Service]\nExecStart=/usr/bin/oauth2-proxy --config=/x\n"), InputKind::CommandLine);
+        assert_eq!(
+            detect("http_address=\"0.0.0.0:4180\"\nemail_domains = [\n \"a\",\n]\n"),
+            InputKind::Cfg
+        );
+        assert_eq!(
+            detect("# c\nOAUTH2_PROXY_PROVIDER=github\nexport OAUTH2_PROXY_X=1\n"),
+            InputKind::EnvFile
+        );
+        assert_eq!(
+            detect("[Unit]\n[Service]\nExecStart=/usr/bin/oauth2-proxy --config=/x\n"),
+            InputKind::CommandLine
+        );
         assert_eq!(detect("oauth2-proxy \\\n --provider=github\n"), InputKind::CommandLine);
         assert_eq!(detect("args: [--provider=github]\n"), InputKind::CommandLine);
-        assert_eq!(detect("apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\nkind: X\n"), InputKind::Kubernetes);
+        assert_eq!(
+            detect("apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\nkind: X\n"),
+            InputKind::Kubernetes
+        );
         assert_eq!(detect("upstreamConfig:\n  upstreams: []\n"), InputKind::Alpha);
         assert_eq!(detect("hello world\n"), InputKind::Unknown);
     }

@@ -223,7 +223,11 @@ fn read_inputs(inputs: &[PathBuf], host: Option<&str>) -> Result<Inventory, Impo
                 )),
                 kind => {
                     let parsed = parse_plain(kind, &file, &text)?;
-                    let stem = format!("{}/{}", file.parent().map(|p| p.display().to_string()).unwrap_or_default(), stem(&file));
+                    let stem = format!(
+                        "{}/{}",
+                        file.parent().map(|p| p.display().to_string()).unwrap_or_default(),
+                        stem(&file)
+                    );
                     match plain.iter_mut().find(|(s, _)| *s == stem) {
                         Some((_, inst)) => {
                             inst.origin.push_str(&format!(", {}", file.display()));
@@ -264,11 +268,24 @@ fn read_inputs(inputs: &[PathBuf], host: Option<&str>) -> Result<Inventory, Impo
 fn merge_config_files(plain: &mut Vec<(String, Instance)>) {
     let mut i = 0;
     while i < plain.len() {
-        let target = plain[i].1.opts.iter().find(|o| o.name.trim_start_matches('-') == "config").and_then(|o| o.values.last()).map(|p| {
-            Path::new(p).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-        });
+        let target = plain[i]
+            .1
+            .opts
+            .iter()
+            .find(|o| o.name.trim_start_matches('-') == "config")
+            .and_then(|o| o.values.last())
+            .map(|p| {
+                Path::new(p)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            });
         let found = target.and_then(|base| {
-            plain.iter().position(|(_, inst)| inst.origin.split(", ").any(|f| f.ends_with(&format!("/{base}")) || f == base))
+            plain.iter().position(|(_, inst)| {
+                inst.origin
+                    .split(", ")
+                    .any(|f| f.ends_with(&format!("/{base}")) || f == base)
+            })
         });
         match found {
             Some(j) if j != i => {
@@ -312,7 +329,10 @@ fn parse_plain(kind: detect::InputKind, file: &Path, text: &str) -> Result<Insta
 
 /// The file name without directory and extension(s): `billing.cfg` → `billing`.
 fn stem(file: &Path) -> String {
-    let base = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let base = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let stem = base.split('.').next().unwrap_or_default();
     if stem.is_empty() {
         base

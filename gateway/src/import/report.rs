@@ -25,7 +25,11 @@ pub(crate) fn render(plan: &Plan, inputs: &[PathBuf]) -> String {
     );
     o.push_str("## Before you switch\n\n### Environment variables\n\nSecrets are never written to these files: set each variable in the gateway's environment (for example from a Kubernetes Secret).\n\n| variable | holds | where the value is today |\n|---|---|---|\n");
     for e in &plan.env {
-        let src = if e.sources.is_empty() { "make a new one".to_owned() } else { e.sources.join("<br>") };
+        let src = if e.sources.is_empty() {
+            "make a new one".to_owned()
+        } else {
+            e.sources.join("<br>")
+        };
         let _ = writeln!(o, "| `{}` | {} | {} |", e.var, cell(&e.purpose), cell(&src));
     }
     o.push_str("\n### Certificates\n\n");
@@ -43,7 +47,11 @@ pub(crate) fn render(plan: &Plan, inputs: &[PathBuf]) -> String {
     }
     o.push_str("\n### Redirect URIs to register at the providers\n\n");
     for (p, urls) in &plan.callbacks {
-        let _ = writeln!(o, "- `{p}`: {}", urls.iter().map(|u| format!("`{u}`")).collect::<Vec<_>>().join(", "));
+        let _ = writeln!(
+            o,
+            "- `{p}`: {}",
+            urls.iter().map(|u| format!("`{u}`")).collect::<Vec<_>>().join(", ")
+        );
     }
     o.push('\n');
     for f in plan.findings.iter().filter(|f| f.severity == Severity::Action) {
@@ -55,7 +63,13 @@ pub(crate) fn render(plan: &Plan, inputs: &[PathBuf]) -> String {
     } else {
         o.push_str("| where | option | why, and the nearest equivalent |\n|---|---|---|\n");
         for f in plan.findings.iter().filter(|f| f.severity == Severity::Unmapped) {
-            let _ = writeln!(o, "| {} | `{}` | {} |", cell(&f.subject), f.option.as_deref().unwrap_or("-"), cell(&f.message));
+            let _ = writeln!(
+                o,
+                "| {} | `{}` | {} |",
+                cell(&f.subject),
+                f.option.as_deref().unwrap_or("-"),
+                cell(&f.message)
+            );
         }
     }
     o.push_str("\n## Apps\n\n| app file | host | upstream | provider | from |\n|---|---|---|---|---|\n");
@@ -78,10 +92,21 @@ pub(crate) fn render(plan: &Plan, inputs: &[PathBuf]) -> String {
     let mut last = "";
     for u in &plan.uses {
         if u.subject != last {
-            let _ = write!(o, "\n### {}\n\n| option | value | status | authgate |\n|---|---|---|---|\n", u.subject);
+            let _ = write!(
+                o,
+                "\n### {}\n\n| option | value | status | authgate |\n|---|---|---|---|\n",
+                u.subject
+            );
             last = &u.subject;
         }
-        let _ = writeln!(o, "| `{}` | {} | {} | {} |", u.option, cell(&u.shown), u.status, cell(&u.to));
+        let _ = writeln!(
+            o,
+            "| `{}` | {} | {} | {} |",
+            u.option,
+            cell(&u.shown),
+            u.status,
+            cell(&u.to)
+        );
     }
     o
 }

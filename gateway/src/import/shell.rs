@@ -98,10 +98,19 @@ mod tests {
         let text = "oauth2-proxy \\\n  --email-domain='example.com' \\\n  --skip-auth-route=\"GET=^/a b$\" # trailing\n  --x=a\\ b";
         assert_eq!(
             split(text).unwrap(),
-            vec!["oauth2-proxy", "--email-domain=example.com", "--skip-auth-route=GET=^/a b$", "--x=a b"]
+            vec![
+                "oauth2-proxy",
+                "--email-domain=example.com",
+                "--skip-auth-route=GET=^/a b$",
+                "--x=a b"
+            ]
         );
         assert_eq!(split("a\"b\\\"c\"d").unwrap(), vec!["ab\"cd"]);
-        assert_eq!(split("--x=a#b").unwrap(), vec!["--x=a#b"], "# inside a word is not a comment");
+        assert_eq!(
+            split("--x=a#b").unwrap(),
+            vec!["--x=a#b"],
+            "# inside a word is not a comment"
+        );
         assert!(split("'open").is_err());
         assert!(split("\"open").is_err());
     }

@@ -248,7 +248,10 @@ mod tests {
         let main = std::fs::read_to_string(out.join("gateway.yaml")).unwrap_or_default();
         let gw: GatewayFile = serde_yaml::from_str(&main).unwrap_or_else(|e| panic!("{e}\n{main}"));
         let cookie = gw.cookie.unwrap_or_else(|| panic!("cookie"));
-        assert_eq!((cookie.name.as_str(), cookie.secrets_env.as_str()), ("_sso", "AUTHGATE_COOKIE_SECRETS"));
+        assert_eq!(
+            (cookie.name.as_str(), cookie.secrets_env.as_str()),
+            ("_sso", "AUTHGATE_COOKIE_SECRETS")
+        );
         let redis = gw.sessions.redis.unwrap_or_else(|| panic!("redis"));
         assert_eq!(redis.url.as_deref(), Some("redis://redis:6379/0"));
         assert_eq!(redis.password_env.as_deref(), Some("AUTHGATE_REDIS_PASSWORD"));
@@ -260,7 +263,11 @@ mod tests {
         let auth = app.auth.unwrap_or_else(|| panic!("auth"));
         assert_eq!(auth.github_team, vec!["acme/ops"]);
         assert!(auth.github_org.is_empty(), "a team narrows the org");
-        for file in [main, app_text, std::fs::read_to_string(out.join("import-report.md")).unwrap_or_default()] {
+        for file in [
+            main,
+            app_text,
+            std::fs::read_to_string(out.join("import-report.md")).unwrap_or_default(),
+        ] {
             for secret in ["s3cr3t-value", "c00kie-value", "pw-in-url"] {
                 assert!(!file.contains(secret), "{secret} written:\n{file}");
             }

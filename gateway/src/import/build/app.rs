@@ -27,7 +27,9 @@ pub(crate) fn value_problem(toml: &str, val: &Val, opts: &Opts) -> Option<String
         "skip_jwt_bearer_tokens" if !off && opts.str("provider") == Some("github") => {
             Some("bearer tokens are only accepted from OIDC providers".into())
         }
-        "pass_basic_auth" | "set_basic_auth" if !off => Some("no Basic auth upstream; read X-Forwarded-User instead".into()),
+        "pass_basic_auth" | "set_basic_auth" if !off => {
+            Some("no Basic auth upstream; read X-Forwarded-User instead".into())
+        }
         _ => None,
     }
 }
@@ -41,7 +43,11 @@ pub(crate) fn map(inst: &Instance, opts: &Opts, provider: Option<(String, String
     let upstreams = if central { None } else { upstream(inst, opts, ctx) };
     let Some((provider, kind)) = provider else {
         for s in &sites {
-            ctx.findings.push(Finding::unmapped(subject, "provider", &format!("app for {} NOT written: its provider could not be mapped", s.host)));
+            ctx.findings.push(Finding::unmapped(
+                subject,
+                "provider",
+                &format!("app for {} NOT written: its provider could not be mapped", s.host),
+            ));
         }
         return;
     };
@@ -58,19 +64,29 @@ pub(crate) fn map(inst: &Instance, opts: &Opts, provider: Option<(String, String
         if central && site.upstream.is_none() {
             ctx.findings.push(Finding::info(
                 subject,
-                &format!("the central proxy's own host {} is not needed: authgate answers /oauth2/* on every app host", site.host),
+                &format!(
+                    "the central proxy's own host {} is not needed: authgate answers /oauth2/* on every app host",
+                    site.host
+                ),
             ));
             continue;
         }
         let Some(up) = site.upstream.clone().or_else(|| upstreams.clone()) else {
-            ctx.findings.push(Finding::unmapped(subject, "upstreams", &format!("no usable upstream for {}: app NOT written", site.host)));
+            ctx.findings.push(Finding::unmapped(
+                subject,
+                "upstreams",
+                &format!("no usable upstream for {}: app NOT written", site.host),
+            ));
             continue;
         };
         if let Some(other) = ctx.apps.iter().find(|a| a.host == site.host) {
             ctx.findings.push(Finding::unmapped(
                 subject,
                 "redirect_url",
-                &format!("host {} already belongs to app `{}`: not written twice", site.host, other.name),
+                &format!(
+                    "host {} already belongs to app `{}`: not written twice",
+                    site.host, other.name
+                ),
             ));
             continue;
         }
@@ -100,8 +116,13 @@ pub(crate) fn map(inst: &Instance, opts: &Opts, provider: Option<(String, String
             sources: vec![inst.origin.clone(), site.origin.clone()],
             host: site.host.clone(),
             upstreams: vec![up],
-            upstream_tls: tls.then_some(UpstreamTlsOut { insecure_skip_verify: true }),
-            timeouts: opts.str("upstream_timeout").filter(|t| humantime::parse_duration(t).is_ok()).map(|t| TimeoutsOut { read: t.to_owned() }),
+            upstream_tls: tls.then_some(UpstreamTlsOut {
+                insecure_skip_verify: true,
+            }),
+            timeouts: opts
+                .str("upstream_timeout")
+                .filter(|t| humantime::parse_duration(t).is_ok())
+                .map(|t| TimeoutsOut { read: t.to_owned() }),
             auth: auth.clone(),
         });
     }
@@ -123,12 +144,23 @@ fn sites(inst: &Instance, opts: &Opts, ctx: &mut Ctx) -> Vec<Site> {
     };
     if let Some(u) = &redirect {
         if u.scheme() != "https" {
-            ctx.findings.push(Finding::info(&inst.origin, &format!("redirect_url is {u}: authgate serves HTTPS only, its callback is https://{host}/oauth2/callback")));
+            ctx.findings.push(Finding::info(
+                &inst.origin,
+                &format!(
+                    "redirect_url is {u}: authgate serves HTTPS only, its callback is https://{host}/oauth2/callback"
+                ),
+            ));
         }
     }
-    let generic = ["oauth2", "config", "env", "proxy"].iter().any(|g| inst.name.to_ascii_lowercase().contains(g));
+    let generic = ["oauth2", "config", "env", "proxy"]
+        .iter()
+        .any(|g| inst.name.to_ascii_lowercase().contains(g));
     vec![Site {
-        name: if generic { host.split('.').next().unwrap_or_default().to_owned() } else { inst.name.clone() },
+        name: if generic {
+            host.split('.').next().unwrap_or_default().to_owned()
+        } else {
+            inst.name.clone()
+        },
         host,
         upstream: None,
         paths: Vec::new(),
@@ -143,7 +175,8 @@ fn upstream(inst: &Instance, opts: &Opts, ctx: &mut Ctx) -> Option<String> {
     let mut chosen = None;
     for raw in &list {
         let Ok(url) = url::Url::parse(raw) else {
-            ctx.findings.push(Finding::unmapped(subject, "upstreams", &format!("{raw}: not a URL")));
+            ctx.findings
+                .push(Finding::unmapped(subject, "upstreams", &format!("{raw}: not a URL")));
             continue;
         };
         if !matches!(url.scheme(), "http" | "https") {
@@ -157,10 +190,18 @@ fn upstream(inst: &Instance, opts: &Opts, ctx: &mut Ctx) -> Option<String> {
         let path = url.path();
         let host = url.host_str().unwrap_or_default();
         let port = url.port_or_known_default().unwrap_or(80);
-        let addr = if url.scheme() == "https" { format!("https://{host}:{port}") } else { format!("{host}:{port}") };
+        let addr = if url.scheme() == "https" {
+            format!("https://{host}:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
         if path == "/" || path.is_empty() || list.len() == 1 {
             if path != "/" && !path.is_empty() {
-                ctx.findings.push(Finding::unmapped(subject, "upstreams", &format!("{raw}: the upstream path {path} is not prepended (authgate keeps the request path)")));
+                ctx.findings.push(Finding::unmapped(
+                    subject,
+                    "upstreams",
+                    &format!("{raw}: the upstream path {path} is not prepended (authgate keeps the request path)"),
+                ));
             }
             if chosen.is_none() {
                 chosen = Some(addr);
@@ -190,7 +231,13 @@ fn auth(subject: &str, opts: &Opts, provider: &str, kind: &str, ctx: &mut Ctx) -
         email_domains: opts
             .list("email_domains")
             .into_iter()
-            .map(|d| if let Some(rest) = d.strip_prefix('.') { format!("*.{rest}") } else { d })
+            .map(|d| {
+                if let Some(rest) = d.strip_prefix('.') {
+                    format!("*.{rest}")
+                } else {
+                    d
+                }
+            })
             .collect(),
         allowed_groups: opts.list("allowed_groups"),
         api_routes: opts.list("api_routes"),
@@ -215,7 +262,11 @@ fn auth(subject: &str, opts: &Opts, provider: &str, kind: &str, ctx: &mut Ctx) -
                 match (t.split_once(':'), &org) {
                     (Some((o, slug)), _) => a.github_team.push(format!("{o}/{slug}")),
                     (None, Some(o)) => a.github_team.push(format!("{o}/{t}")),
-                    (None, None) => ctx.findings.push(Finding::unmapped(subject, "github_team", &format!("team {t} without an org"))),
+                    (None, None) => ctx.findings.push(Finding::unmapped(
+                        subject,
+                        "github_team",
+                        &format!("team {t} without an org"),
+                    )),
                 }
             }
         }
@@ -223,8 +274,19 @@ fn auth(subject: &str, opts: &Opts, provider: &str, kind: &str, ctx: &mut Ctx) -
     if let Some(file) = opts.str("authenticated_emails_file") {
         match std::fs::read_to_string(file) {
             Ok(text) => {
-                a.allowed_emails.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned));
-                ctx.findings.push(Finding::info(subject, &format!("the {} emails of {file} were copied into allowed_emails (the file is not watched)", a.allowed_emails.len())));
+                a.allowed_emails.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                        .map(str::to_owned),
+                );
+                ctx.findings.push(Finding::info(
+                    subject,
+                    &format!(
+                        "the {} emails of {file} were copied into allowed_emails (the file is not watched)",
+                        a.allowed_emails.len()
+                    ),
+                ));
             }
             Err(e) => ctx.findings.push(Finding::unmapped(
                 subject,
@@ -242,7 +304,13 @@ fn auth(subject: &str, opts: &Opts, provider: &str, kind: &str, ctx: &mut Ctx) -
 fn sanitize(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     let s = s.trim_matches(['-', '.']).to_owned();
     if s.is_empty() {

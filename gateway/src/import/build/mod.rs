@@ -112,7 +112,10 @@ pub(crate) struct Plan {
 impl Plan {
     /// Findings that make `--strict` fail.
     pub(crate) fn unmapped(&self) -> usize {
-        self.findings.iter().filter(|f| f.severity == Severity::Unmapped).count()
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Unmapped)
+            .count()
     }
 }
 
@@ -191,7 +194,9 @@ fn inventory_and_checks(inst: &Instance, opts: &Opts, ctx: &mut Ctx) {
         let problem = app::value_problem(toml, val, opts);
         let trivial = val.secret.is_none()
             && val.values.iter().all(|v| {
-                v.is_empty() || v.eq_ignore_ascii_case("false") || (*toml == "cookie_samesite" && v.eq_ignore_ascii_case("lax"))
+                v.is_empty()
+                    || v.eq_ignore_ascii_case("false")
+                    || (*toml == "cookie_samesite" && v.eq_ignore_ascii_case("lax"))
             });
         let status = match (val.entry.status, &problem) {
             (_, Some(_)) => "unmapped (value)".to_owned(),
@@ -201,7 +206,11 @@ fn inventory_and_checks(inst: &Instance, opts: &Opts, ctx: &mut Ctx) {
         if let Some(message) = problem {
             ctx.findings.push(Finding::unmapped(subject, toml, &message));
         } else if matches!(val.entry.status, Status::Pending | Status::Unsupported) && !trivial {
-            let what = if val.entry.status == Status::Pending { "pending" } else { "unsupported" };
+            let what = if val.entry.status == Status::Pending {
+                "pending"
+            } else {
+                "unsupported"
+            };
             ctx.findings.push(Finding::unmapped(
                 subject,
                 toml,
@@ -209,7 +218,11 @@ fn inventory_and_checks(inst: &Instance, opts: &Opts, ctx: &mut Ctx) {
             ));
         }
         if let Some(r) = &val.unresolved {
-            ctx.findings.push(Finding::unmapped(subject, toml, &format!("its value is {r}, unknown here: set it by hand")));
+            ctx.findings.push(Finding::unmapped(
+                subject,
+                toml,
+                &format!("its value is {r}, unknown here: set it by hand"),
+            ));
         }
         ctx.uses.push(OptionUse {
             subject: subject.to_owned(),
@@ -221,10 +234,22 @@ fn inventory_and_checks(inst: &Instance, opts: &Opts, ctx: &mut Ctx) {
     }
     for raw in &opts.unknown {
         let (status, message) = match raw.name.as_str() {
-            "(variable)" => ("ignored", format!("{} is not an oauth2-proxy variable", raw.values.join(""))),
-            "(argument)" => ("unknown", format!("positional argument {:?} is not an option", raw.values.join(""))),
-            n if n.starts_with("alpha:") => ("unknown", "alpha configuration key without an authgate equivalent".to_owned()),
-            _ => ("unknown", "not an option of oauth2-proxy v7.15 (typo, or a newer option)".to_owned()),
+            "(variable)" => (
+                "ignored",
+                format!("{} is not an oauth2-proxy variable", raw.values.join("")),
+            ),
+            "(argument)" => (
+                "unknown",
+                format!("positional argument {:?} is not an option", raw.values.join("")),
+            ),
+            n if n.starts_with("alpha:") => (
+                "unknown",
+                "alpha configuration key without an authgate equivalent".to_owned(),
+            ),
+            _ => (
+                "unknown",
+                "not an option of oauth2-proxy v7.15 (typo, or a newer option)".to_owned(),
+            ),
         };
         if status == "ignored" {
             ctx.findings.push(Finding::info(subject, &message));
@@ -234,7 +259,11 @@ fn inventory_and_checks(inst: &Instance, opts: &Opts, ctx: &mut Ctx) {
         ctx.uses.push(OptionUse {
             subject: subject.to_owned(),
             option: raw.name.clone(),
-            shown: if raw.name == "(variable)" { raw.values.join("") } else { "(not shown)".to_owned() },
+            shown: if raw.name == "(variable)" {
+                raw.values.join("")
+            } else {
+                "(not shown)".to_owned()
+            },
             status: status.to_owned(),
             to: "none".to_owned(),
         });

@@ -125,8 +125,16 @@ impl Opts {
             } else {
                 None
             };
-            let values = if entry.kind == Kind::Secret { Vec::new() } else { o.values.clone() };
-            let unresolved = if entry.kind == Kind::Secret { None } else { o.reference.clone() };
+            let values = if entry.kind == Kind::Secret {
+                Vec::new()
+            } else {
+                o.values.clone()
+            };
+            let unresolved = if entry.kind == Kind::Secret {
+                None
+            } else {
+                o.reference.clone()
+            };
             let slot = out.vals.entry(entry.toml).or_insert_with(|| Val {
                 entry,
                 values: Vec::new(),
@@ -150,7 +158,11 @@ impl Opts {
 
     /// The last non-empty value of a single-valued option.
     pub(crate) fn str(&self, toml: &str) -> Option<&str> {
-        self.vals.get(toml).and_then(|v| v.values.last()).map(String::as_str).filter(|s| !s.is_empty())
+        self.vals
+            .get(toml)
+            .and_then(|v| v.values.last())
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     /// The values of a list option (empty ones dropped).
@@ -163,7 +175,8 @@ impl Opts {
 
     /// A boolean option, when set.
     pub(crate) fn bool(&self, toml: &str) -> Option<bool> {
-        self.str(toml).map(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "t"))
+        self.str(toml)
+            .map(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "t"))
     }
 
     /// Where a secret option's value is.

@@ -14,11 +14,20 @@ pub(crate) fn map(inst: &Instance, opts: &Opts, ctx: &mut Ctx) -> Option<(String
         "oidc" | "keycloak-oidc" | "adfs" => match opts.str("oidc_issuer_url") {
             Some(i) => ("oidc", Some(i.trim_end_matches('/').to_owned())),
             None => {
-                ctx.findings.push(Finding::unmapped(subject, "oidc_issuer_url", "provider oidc without an issuer: authgate needs discovery; set issuer_url by hand"));
+                ctx.findings.push(Finding::unmapped(
+                    subject,
+                    "oidc_issuer_url",
+                    "provider oidc without an issuer: authgate needs discovery; set issuer_url by hand",
+                ));
                 return None;
             }
         },
-        "google" => ("google", opts.str("oidc_issuer_url").map(str::to_owned).filter(|i| i != "https://accounts.google.com")),
+        "google" => (
+            "google",
+            opts.str("oidc_issuer_url")
+                .map(str::to_owned)
+                .filter(|i| i != "https://accounts.google.com"),
+        ),
         "entra-id" | "azure" => match entra_issuer(opts) {
             Ok(i) => ("entra", Some(i)),
             Err(message) => {
@@ -45,12 +54,18 @@ pub(crate) fn map(inst: &Instance, opts: &Opts, ctx: &mut Ctx) -> Option<(String
         ctx.findings.push(Finding::unmapped(
             subject,
             "oidc_issuer_url",
-            &format!("issuer {i} is not https://: authgate talks to providers over TLS only; its apps were NOT written"),
+            &format!(
+                "issuer {i} is not https://: authgate talks to providers over TLS only; its apps were NOT written"
+            ),
         ));
         return None;
     }
     let Some(client_id) = opts.str("client_id").map(str::to_owned) else {
-        ctx.findings.push(Finding::unmapped(subject, "client_id", "no client id: its apps were NOT written"));
+        ctx.findings.push(Finding::unmapped(
+            subject,
+            "client_id",
+            "no client id: its apps were NOT written",
+        ));
         return None;
     };
     let mut out = ProviderOut {
@@ -60,30 +75,50 @@ pub(crate) fn map(inst: &Instance, opts: &Opts, ctx: &mut Ctx) -> Option<(String
         client_secret_env: String::new(),
         scopes: scopes(opts, kind),
         ca_file: opts.list("provider_ca_files").first().cloned(),
-        groups_claim: opts.str("oidc_groups_claim").filter(|c| *c != "groups" && kind != "github").map(str::to_owned),
+        groups_claim: opts
+            .str("oidc_groups_claim")
+            .filter(|c| *c != "groups" && kind != "github")
+            .map(str::to_owned),
         login_url: None,
         api_url: None,
     };
     if opts.list("provider_ca_files").len() > 1 {
-        ctx.findings.push(Finding::action(subject, "several provider_ca_files: concatenate them into the one ca_file written"));
+        ctx.findings.push(Finding::action(
+            subject,
+            "several provider_ca_files: concatenate them into the one ca_file written",
+        ));
     }
     if kind == "github" {
         github_enterprise(opts, &mut out);
     }
     let identity = format!("{kind} {} {client_id}", issuer.unwrap_or_default());
     let name = merge(out, &identity, ctx, subject);
-    let env = ctx.providers.get(&name).map(|(p, _)| p.client_secret_env.clone()).unwrap_or_default();
+    let env = ctx
+        .providers
+        .get(&name)
+        .map(|(p, _)| p.client_secret_env.clone())
+        .unwrap_or_default();
     let source = match (opts.secret("client_secret"), opts.secret("client_secret_file")) {
         (Some(s @ SecretSource::Literal { .. }), _) => Some(s.describe()),
         (Some(s), _) | (None, Some(s)) => Some(format!("{}: {}", subject, s.describe())),
         (None, None) => {
-            ctx.findings.push(Finding::action(subject, &format!("no client secret among the inputs: set {env} from the provider's app registration")));
+            ctx.findings.push(Finding::action(
+                subject,
+                &format!("no client secret among the inputs: set {env} from the provider's app registration"),
+            ));
             None
         }
     };
-    ctx.need_env(&env, &format!("client secret of provider `{name}` (client id `{client_id}`)"), source);
+    ctx.need_env(
+        &env,
+        &format!("client secret of provider `{name}` (client id `{client_id}`)"),
+        source,
+    );
     if let Some(SecretSource::Literal { .. }) = opts.secret("client_secret") {
-        ctx.findings.push(Finding::action(subject, "the client secret is written in plain text in the input: move it into a Secret and rotate it"));
+        ctx.findings.push(Finding::action(
+            subject,
+            "the client secret is written in plain text in the input: move it into a Secret and rotate it",
+        ));
     }
     Some((name, kind.to_owned()))
 }
@@ -165,7 +200,11 @@ fn merge(mut out: ProviderOut, identity: &str, ctx: &mut Ctx, subject: &str) -> 
 /// The scopes a provider requests (its own, or authgate's default for its type).
 fn effective_scopes(p: &ProviderOut) -> Vec<String> {
     p.scopes.clone().unwrap_or_else(|| {
-        let default: &[&str] = if p.kind == "github" { &["read:user", "user:email", "read:org"] } else { &["openid", "email", "profile"] };
+        let default: &[&str] = if p.kind == "github" {
+            &["read:user", "user:email", "read:org"]
+        } else {
+            &["openid", "email", "profile"]
+        };
         default.iter().map(|s| (*s).to_owned()).collect()
     })
 }

@@ -69,14 +69,18 @@ fn agreed(ctx: &mut Ctx, toml: &str, what: &str) -> Option<String> {
         let list: Vec<String> = values.iter().map(|(w, v)| format!("{v} ({w})")).collect();
         ctx.findings.push(Finding::info(
             "gateway",
-            &format!("the sidecars disagree on {toml} ({what}): {}; the gateway has one, the first was kept", list.join("; ")),
+            &format!(
+                "the sidecars disagree on {toml} ({what}): {}; the gateway has one, the first was kept",
+                list.join("; ")
+            ),
         ));
     }
     values.into_iter().next().map(|(_, v)| v)
 }
 
 fn cookie(ctx: &mut Ctx) -> CookieOut {
-    let name = agreed(ctx, "cookie_name", "cookie name").filter(|n| n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+    let name = agreed(ctx, "cookie_name", "cookie name")
+        .filter(|n| n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
     let domain = {
         let firsts: Vec<(String, Opts)> = ctx.resolved.clone();
         let mut seen = Vec::new();
@@ -89,13 +93,18 @@ fn cookie(ctx: &mut Ctx) -> CookieOut {
         if distinct.len() > 1 {
             ctx.findings.push(Finding::info("gateway", &format!("several cookie domains: {distinct:?}; the first was kept. Apps outside it get host-only cookies (planned: a per-app cookie domain)")));
         }
-        seen.into_iter().next().map(|(_, d)| if d.starts_with('.') { d } else { format!(".{d}") })
+        seen.into_iter()
+            .next()
+            .map(|(_, d)| if d.starts_with('.') { d } else { format!(".{d}") })
     };
     let expire = agreed(ctx, "cookie_expire", "session lifetime").filter(|d| duration_ok(d));
     let refresh = agreed(ctx, "cookie_refresh", "refresh period").filter(|d| duration_ok(d) && !is_zero(d));
     let refresh = match (&refresh, &expire) {
         (Some(r), Some(e)) if secs(r) >= secs(e) => {
-            ctx.findings.push(Finding::info("gateway", &format!("cookie_refresh {r} is not shorter than cookie_expire {e}: authgate's default 1h was kept")));
+            ctx.findings.push(Finding::info(
+                "gateway",
+                &format!("cookie_refresh {r} is not shorter than cookie_expire {e}: authgate's default 1h was kept"),
+            ));
             None
         }
         (Some(r), None) if secs(r) >= 168 * 3600 => None,
@@ -111,7 +120,10 @@ fn cookie(ctx: &mut Ctx) -> CookieOut {
     }
     let mut note = "a new keyring: `openssl rand -base64 32` (authgate cannot read oauth2-proxy cookies, so every user signs in once after the move)".to_owned();
     if sources.len() > 1 {
-        note.push_str(&format!("; the sidecars used {} different cookie secrets, so users already signed in once per app", sources.len()));
+        note.push_str(&format!(
+            "; the sidecars used {} different cookie secrets, so users already signed in once per app",
+            sources.len()
+        ));
         ctx.findings.push(Finding::info(
             "gateway",
             &format!("{} different cookie secrets across the sidecars: authgate has one keyring for all apps; users sign in once more after the move (and from then on once per provider and cookie domain)", sources.len()),
@@ -119,7 +131,8 @@ fn cookie(ctx: &mut Ctx) -> CookieOut {
     }
     ctx.need_env(COOKIE_ENV, &note, None);
     for l in lines {
-        ctx.findings.push(Finding::info("gateway", &format!("old cookie secret, not reused: {l}")));
+        ctx.findings
+            .push(Finding::info("gateway", &format!("old cookie secret, not reused: {l}")));
     }
     CookieOut {
         name,
@@ -143,36 +156,63 @@ fn secs(d: &str) -> u64 {
 /// The session store: Redis when any sidecar used it (settings of the first).
 fn sessions(ctx: &mut Ctx) -> Option<SessionsOut> {
     let resolved = ctx.resolved.clone();
-    let (who, o) = resolved.iter().find(|(_, o)| o.str("session_store_type") == Some("redis"))?;
+    let (who, o) = resolved
+        .iter()
+        .find(|(_, o)| o.str("session_store_type") == Some("redis"))?;
     let mut redis = RedisOut::default();
     if o.bool("redis_use_sentinel") == Some(true) {
         let addresses = o
             .list("redis_sentinel_connection_urls")
             .iter()
-            .map(|u| url::Url::parse(u).ok().and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port().unwrap_or(26379)))).unwrap_or_else(|| u.clone()))
+            .map(|u| {
+                url::Url::parse(u)
+                    .ok()
+                    .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port().unwrap_or(26379))))
+                    .unwrap_or_else(|| u.clone())
+            })
             .collect();
         redis.sentinel = Some(SentinelOut {
             master: o.str("redis_sentinel_master_name").unwrap_or("mymaster").to_owned(),
             addresses,
-            password_env: o.secret("redis_sentinel_password").map(|_| SENTINEL_PASSWORD_ENV.to_owned()),
+            password_env: o
+                .secret("redis_sentinel_password")
+                .map(|_| SENTINEL_PASSWORD_ENV.to_owned()),
         });
         if let Some(s) = o.secret("redis_sentinel_password") {
-            ctx.need_env(SENTINEL_PASSWORD_ENV, "password of the Redis sentinels", Some(format!("{who}: {}", s.describe())));
+            ctx.need_env(
+                SENTINEL_PASSWORD_ENV,
+                "password of the Redis sentinels",
+                Some(format!("{who}: {}", s.describe())),
+            );
         }
     } else if let Some(url) = o.str("redis_connection_url") {
         let has_password = url::Url::parse(url).ok().is_some_and(|u| u.password().is_some());
         redis.url = Some(without_password(url));
         if has_password && o.secret("redis_password").is_none() {
             redis.password_env = Some(REDIS_PASSWORD_ENV.to_owned());
-            ctx.need_env(REDIS_PASSWORD_ENV, "password of the Redis server", Some(format!("{who}: the password inside redis_connection_url (removed from the output)")));
+            ctx.need_env(
+                REDIS_PASSWORD_ENV,
+                "password of the Redis server",
+                Some(format!(
+                    "{who}: the password inside redis_connection_url (removed from the output)"
+                )),
+            );
         }
     } else {
-        ctx.findings.push(Finding::unmapped(who, "session_store_type", "redis without a connection URL or sentinels"));
+        ctx.findings.push(Finding::unmapped(
+            who,
+            "session_store_type",
+            "redis without a connection URL or sentinels",
+        ));
         return None;
     }
     if let Some(s) = o.secret("redis_password") {
         redis.password_env = Some(REDIS_PASSWORD_ENV.to_owned());
-        ctx.need_env(REDIS_PASSWORD_ENV, "password of the Redis data nodes", Some(format!("{who}: {}", s.describe())));
+        ctx.need_env(
+            REDIS_PASSWORD_ENV,
+            "password of the Redis data nodes",
+            Some(format!("{who}: {}", s.describe())),
+        );
     }
     if let Some(ca) = o.str("redis_ca_path") {
         redis.tls = Some(RedisTlsOut { ca_file: ca.to_owned() });

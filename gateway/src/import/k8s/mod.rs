@@ -45,7 +45,10 @@ pub(crate) fn str_at(v: &Value, path: &str) -> Option<String> {
 
 /// The list at a dotted path (empty when absent).
 pub(crate) fn list_at<'a>(v: &'a Value, path: &str) -> &'a [Value] {
-    at(v, path).and_then(Value::as_sequence).map(Vec::as_slice).unwrap_or_default()
+    at(v, path)
+        .and_then(Value::as_sequence)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
 }
 
 /// What the manifests hold.

@@ -20,7 +20,9 @@ pub(crate) fn attach(inst: &mut Instance, workload: &Object, objects: &[Object],
         .unwrap_or_default();
     let app_port = loopback_upstream_port(inst).filter(|_| !inst.app_ports.is_empty());
     for svc in of_kind(objects, "Service").filter(|s| s.namespace == workload.namespace) {
-        let Some(selector) = svc.at("spec.selector").and_then(Value::as_mapping) else { continue };
+        let Some(selector) = svc.at("spec.selector").and_then(Value::as_mapping) else {
+            continue;
+        };
         if selector.is_empty() || !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
             continue;
         }
@@ -51,7 +53,11 @@ pub(crate) fn attach(inst: &mut Instance, workload: &Object, objects: &[Object],
             let name = if inst.sites.is_empty() {
                 inst.name.clone()
             } else {
-                format!("{}-{}", inst.name, host.split('.').next().unwrap_or_default().trim_start_matches('*'))
+                format!(
+                    "{}-{}",
+                    inst.name,
+                    host.split('.').next().unwrap_or_default().trim_start_matches('*')
+                )
             };
             if inst.sites.iter().any(|s| s.host == host) {
                 continue;
@@ -117,11 +123,18 @@ fn routes_to(svc: &Object, objects: &[Object]) -> Vec<(String, Vec<String>, Stri
                 continue;
             }
             hit = true;
-            paths.extend(list_at(http, "match").iter().filter_map(|m| str_at(m, "uri.prefix").or_else(|| str_at(m, "uri.exact"))));
+            paths.extend(
+                list_at(http, "match")
+                    .iter()
+                    .filter_map(|m| str_at(m, "uri.prefix").or_else(|| str_at(m, "uri.exact"))),
+            );
         }
         if hit {
             paths.retain(|p| p != "/");
-            for host in list_at(&vs.body, "spec.hosts").iter().filter_map(super::super::cmdline::scalar) {
+            for host in list_at(&vs.body, "spec.hosts")
+                .iter()
+                .filter_map(super::super::cmdline::scalar)
+            {
                 out.push((host, paths.clone(), vs.label()));
             }
         }
@@ -154,18 +167,27 @@ fn backend_port(path: &Value) -> Option<String> {
 }
 
 fn has_auth_url(ing: &Object) -> bool {
-    at(&ing.body, "metadata.annotations").and_then(|a| a.get(AUTH_URL)).is_some()
+    at(&ing.body, "metadata.annotations")
+        .and_then(|a| a.get(AUTH_URL))
+        .is_some()
 }
 
 /// ingress-nginx's central pattern: every Ingress with an `auth-url` becomes sites of the
 /// oauth2-proxy instance that URL reaches (by its routed host or its Service name).
 pub(crate) fn central(found: &mut Found, objects: &[Object]) {
     for ing in of_kind(objects, "Ingress").filter(|i| has_auth_url(i)) {
-        let url = at(&ing.body, "metadata.annotations").and_then(|a| a.get(AUTH_URL)).and_then(super::super::cmdline::scalar).unwrap_or_default();
-        let auth_host = url::Url::parse(&url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
-        let target = found.instances.iter_mut().find(|i| {
-            i.sites.iter().any(|s| s.host == auth_host) || i.service_names.iter().any(|n| *n == auth_host)
-        });
+        let url = at(&ing.body, "metadata.annotations")
+            .and_then(|a| a.get(AUTH_URL))
+            .and_then(super::super::cmdline::scalar)
+            .unwrap_or_default();
+        let auth_host = url::Url::parse(&url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        let target = found
+            .instances
+            .iter_mut()
+            .find(|i| i.sites.iter().any(|s| s.host == auth_host) || i.service_names.contains(&auth_host));
         let Some(inst) = target else {
             found.notes.push(Finding::unresolved(
                 &ing.label(),
@@ -177,7 +199,9 @@ pub(crate) fn central(found: &mut Found, objects: &[Object]) {
             let host = str_at(rule, "host").unwrap_or_else(|| "*".to_owned());
             let paths = list_at(rule, "http.paths");
             let Some(first) = paths.first() else { continue };
-            let (Some(svc), Some(port)) = (backend_service(first), backend_port(first)) else { continue };
+            let (Some(svc), Some(port)) = (backend_service(first), backend_port(first)) else {
+                continue;
+            };
             let upstream = format!("{svc}.{}.svc.cluster.local:{}", ing.namespace, port);
             let extra: Vec<String> = paths
                 .iter()
@@ -198,15 +222,16 @@ pub(crate) fn central(found: &mut Found, objects: &[Object]) {
 /// TLS secrets named by Istio Gateways, Gateway API Gateways and Ingresses.
 pub(crate) fn certificates(objects: &[Object]) -> Vec<CertNeed> {
     let mut out: Vec<CertNeed> = Vec::new();
-    let mut add = |namespace: &str, secret: String, hosts: Vec<String>| {
-        match out.iter_mut().find(|c| c.namespace == namespace && c.secret == secret) {
-            Some(c) => c.hosts.extend(hosts),
-            None => out.push(CertNeed {
-                namespace: namespace.to_owned(),
-                secret,
-                hosts,
-            }),
-        }
+    let mut add = |namespace: &str, secret: String, hosts: Vec<String>| match out
+        .iter_mut()
+        .find(|c| c.namespace == namespace && c.secret == secret)
+    {
+        Some(c) => c.hosts.extend(hosts),
+        None => out.push(CertNeed {
+            namespace: namespace.to_owned(),
+            secret,
+            hosts,
+        }),
     };
     for gw in of_kind(objects, "Gateway") {
         for server in list_at(&gw.body, "spec.servers") {
@@ -222,7 +247,11 @@ pub(crate) fn certificates(objects: &[Object]) -> Vec<CertNeed> {
         for listener in list_at(&gw.body, "spec.listeners") {
             for r in list_at(listener, "tls.certificateRefs") {
                 if let Some(secret) = str_at(r, "name") {
-                    add(&gw.namespace, secret, str_at(listener, "hostname").into_iter().collect());
+                    add(
+                        &gw.namespace,
+                        secret,
+                        str_at(listener, "hostname").into_iter().collect(),
+                    );
                 }
             }
         }
@@ -230,7 +259,14 @@ pub(crate) fn certificates(objects: &[Object]) -> Vec<CertNeed> {
     for ing in of_kind(objects, "Ingress") {
         for tls in list_at(&ing.body, "spec.tls") {
             if let Some(secret) = str_at(tls, "secretName") {
-                add(&ing.namespace, secret, list_at(tls, "hosts").iter().filter_map(super::super::cmdline::scalar).collect());
+                add(
+                    &ing.namespace,
+                    secret,
+                    list_at(tls, "hosts")
+                        .iter()
+                        .filter_map(super::super::cmdline::scalar)
+                        .collect(),
+                );
             }
         }
     }

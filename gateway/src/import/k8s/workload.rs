@@ -16,7 +16,11 @@ pub(crate) fn instance(obj: &Object, objects: &[Object]) -> Option<Instance> {
     if !WORKLOADS.contains(&obj.kind.as_str()) {
         return None;
     }
-    let spec = if obj.kind == "Pod" { obj.at("spec")? } else { obj.at("spec.template.spec")? };
+    let spec = if obj.kind == "Pod" {
+        obj.at("spec")?
+    } else {
+        obj.at("spec.template.spec")?
+    };
     let containers = list_at(spec, "containers");
     let proxy = containers.iter().find(|c| is_oauth2_proxy(c))?;
     let cname = str_at(proxy, "name").unwrap_or_default();
@@ -46,7 +50,10 @@ pub(crate) fn instance(obj: &Object, objects: &[Object]) -> Option<Instance> {
         .filter(|c| !is_oauth2_proxy(c))
         .flat_map(|c| list_at(c, "ports").iter().map(move |p| (p, c)))
         .filter_map(|(p, _)| {
-            let port = p.get("containerPort").and_then(Value::as_u64).and_then(|n| u16::try_from(n).ok())?;
+            let port = p
+                .get("containerPort")
+                .and_then(Value::as_u64)
+                .and_then(|n| u16::try_from(n).ok())?;
             Some((str_at(p, "name").unwrap_or_default(), port))
         })
         .collect();
@@ -66,7 +73,9 @@ fn is_oauth2_proxy(c: &Value) -> bool {
     if image.contains("oauth2-proxy") || image.contains("oauth2_proxy") {
         return true;
     }
-    let env_hit = list_at(c, "env").iter().any(|e| str_at(e, "name").is_some_and(|n| n.starts_with(PREFIX)));
+    let env_hit = list_at(c, "env")
+        .iter()
+        .any(|e| str_at(e, "name").is_some_and(|n| n.starts_with(PREFIX)));
     let cmd_hit = ["command", "args"]
         .iter()
         .flat_map(|k| list_at(c, k))
@@ -137,15 +146,22 @@ fn environment(c: &Value, obj: &Object, objects: &[Object], origin: &str, notes:
             value: str_at(e, "value"),
             reference: None,
         };
-        if let (Some(s), Some(key)) = (str_at(e, "valueFrom.secretKeyRef.name"), str_at(e, "valueFrom.secretKeyRef.key")) {
+        if let (Some(s), Some(key)) = (
+            str_at(e, "valueFrom.secretKeyRef.name"),
+            str_at(e, "valueFrom.secretKeyRef.key"),
+        ) {
             var.reference = Some(secret_ref(&s, &key));
-        } else if let (Some(cm), Some(key)) =
-            (str_at(e, "valueFrom.configMapKeyRef.name"), str_at(e, "valueFrom.configMapKeyRef.key"))
-        {
+        } else if let (Some(cm), Some(key)) = (
+            str_at(e, "valueFrom.configMapKeyRef.name"),
+            str_at(e, "valueFrom.configMapKeyRef.key"),
+        ) {
             var.value = find(objects, "ConfigMap", &obj.namespace, &cm)
                 .and_then(|o| data(o).into_iter().find(|(k, _)| *k == key).map(|(_, v)| v));
             if var.value.is_none() {
-                notes.push(Finding::unresolved(origin, &format!("ConfigMap `{cm}` key `{key}` (variable {name})")));
+                notes.push(Finding::unresolved(
+                    origin,
+                    &format!("ConfigMap `{cm}` key `{key}` (variable {name})"),
+                ));
             }
         }
         out.push(var);
@@ -172,12 +188,22 @@ fn config_file(
     let containers = list_at(spec, "containers");
     let mounts = containers.iter().flat_map(|c| list_at(c, "volumeMounts"));
     for m in mounts {
-        let (Some(mount), Some(vol)) = (str_at(m, "mountPath"), str_at(m, "name")) else { continue };
-        let Some(rest) = path.strip_prefix(mount.trim_end_matches('/')) else { continue };
+        let (Some(mount), Some(vol)) = (str_at(m, "mountPath"), str_at(m, "name")) else {
+            continue;
+        };
+        let Some(rest) = path.strip_prefix(mount.trim_end_matches('/')) else {
+            continue;
+        };
         let key = str_at(m, "subPath").unwrap_or_else(|| rest.trim_start_matches('/').to_owned());
-        let volume = list_at(spec, "volumes").iter().find(|v| str_at(v, "name").as_deref() == Some(vol.as_str()));
-        let Some(cm_name) = volume.and_then(|v| str_at(v, "configMap.name")) else { continue };
-        let Some(cm) = find(objects, "ConfigMap", &obj.namespace, &cm_name) else { continue };
+        let volume = list_at(spec, "volumes")
+            .iter()
+            .find(|v| str_at(v, "name").as_deref() == Some(vol.as_str()));
+        let Some(cm_name) = volume.and_then(|v| str_at(v, "configMap.name")) else {
+            continue;
+        };
+        let Some(cm) = find(objects, "ConfigMap", &obj.namespace, &cm_name) else {
+            continue;
+        };
         if let Some((_, text)) = data(cm).into_iter().find(|(k, _)| *k == key) {
             let o = format!("ConfigMap {}/{cm_name} key {key}", obj.namespace);
             match cfg::parse(&text, &o) {
@@ -187,7 +213,10 @@ fn config_file(
             return Vec::new();
         }
     }
-    notes.push(Finding::unresolved(origin, &format!("--config={path} (no ConfigMap among the inputs holds it; pass the file as an INPUT)")));
+    notes.push(Finding::unresolved(
+        origin,
+        &format!("--config={path} (no ConfigMap among the inputs holds it; pass the file as an INPUT)"),
+    ));
     Vec::new()
 }
 
@@ -211,6 +240,10 @@ fn data_keys(secret: &Object) -> Vec<String> {
 fn data(cm: &Object) -> Vec<(String, String)> {
     cm.at("data")
         .and_then(Value::as_mapping)
-        .map(|m| m.iter().filter_map(|(k, v)| Some((cmdline::scalar(k)?, cmdline::scalar(v)?))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((cmdline::scalar(k)?, cmdline::scalar(v)?)))
+                .collect()
+        })
         .unwrap_or_default()
 }
