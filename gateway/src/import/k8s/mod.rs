@@ -105,3 +105,89 @@ fn collect(value: Value, out: &mut Vec<Object>) {
 pub(crate) fn of_kind<'a>(objects: &'a [Object], kind: &'a str) -> impl Iterator<Item = &'a Object> + 'a {
     objects.iter().filter(move |o| o.kind == kind)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::ValueRef;
+
+    const MANIFESTS: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: web, namespace: team }
+spec:
+  template:
+    metadata: { labels: { app: web } }
+    spec:
+      containers:
+        - name: web
+          image: web:1
+          ports: [{ name: http-web, containerPort: 8080 }]
+        - name: proxy
+          image: quay.io/oauth2-proxy/oauth2-proxy:v7
+          args: ["--upstream=http://127.0.0.1:8080/", "--client-secret=$(SECRET)", "--email-domain=a.com"]
+          env:
+            - name: SECRET
+              valueFrom: { secretKeyRef: { name: web-oauth, key: cs } }
+            - { name: OAUTH2_PROXY_CLIENT_ID, value: web-client }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: web, namespace: team }
+spec:
+  selector: { app: web }
+  ports: [{ port: 80, targetPort: 4180 }, { port: 8081, targetPort: http-web }]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: web, namespace: team }
+spec:
+  hosts: [web.example.com]
+  http:
+    - match: [{ uri: { prefix: /api/ } }]
+      route: [{ destination: { host: web } }]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: { name: other, namespace: team }
+spec:
+  tls: [{ hosts: [other.example.com], secretName: other-tls }]
+  rules:
+    - host: other.example.com
+      http: { paths: [{ path: /, backend: { service: { name: web, port: { number: 80 } } } }] }
+"#;
+
+    #[test]
+    fn sidecar_with_its_service_routes_and_secret_references() {
+        let found = read(&[(PathBuf::from("m.yaml"), MANIFESTS.to_owned())]).unwrap_or_else(|(_, e)| panic!("{e}"));
+        assert_eq!(found.instances.len(), 1);
+        let inst = &found.instances[0];
+        assert_eq!(inst.origin, "Deployment team/web container proxy");
+        let secret = inst.opts.iter().find(|o| o.name == "client-secret").and_then(|o| o.reference.clone());
+        assert_eq!(
+            secret,
+            Some(ValueRef::Secret {
+                namespace: "team".into(),
+                name: "web-oauth".into(),
+                key: "cs".into()
+            }),
+            "$(SECRET) resolved to the Secret it comes from"
+        );
+        let hosts: Vec<(&str, Option<&str>, &[String])> = inst
+            .sites
+            .iter()
+            .map(|s| (s.host.as_str(), s.upstream.as_deref(), s.paths.as_slice()))
+            .collect();
+        let api = vec!["/api/".to_owned()];
+        assert_eq!(
+            hosts,
+            vec![
+                ("web.example.com", Some("web.team.svc.cluster.local:8081"), api.as_slice()),
+                ("other.example.com", Some("web.team.svc.cluster.local:8081"), &[][..]),
+            ],
+            "the app container's port through the Service's named targetPort"
+        );
+        assert_eq!(found.certs.len(), 1);
+        assert_eq!(found.certs[0].secret, "other-tls");
+    }
+}
