@@ -325,11 +325,12 @@ mod tests {
     }
 
     #[test]
-    fn names_are_unique() {
+    fn names_are_unique_and_find_their_own_row() {
         let mut seen = std::collections::HashSet::new();
         for e in TABLE {
             assert!(seen.insert(e.flag), "duplicate flag {}", e.flag);
-            assert!(std::ptr::eq(lookup(e.flag).unwrap_or(e), e) || lookup(e.flag).map(|x| x.flag) == Some(e.flag));
+            assert_eq!(lookup(e.flag).map(|x| x.flag), Some(e.flag), "flag {}", e.flag);
+            assert_eq!(lookup(e.toml).map(|x| x.flag), Some(e.flag), "key {}", e.toml);
         }
     }
 

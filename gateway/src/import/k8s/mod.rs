@@ -163,7 +163,11 @@ spec:
         assert_eq!(found.instances.len(), 1);
         let inst = &found.instances[0];
         assert_eq!(inst.origin, "Deployment team/web container proxy");
-        let secret = inst.opts.iter().find(|o| o.name == "client-secret").and_then(|o| o.reference.clone());
+        let secret = inst
+            .opts
+            .iter()
+            .find(|o| o.name == "client-secret")
+            .and_then(|o| o.reference.clone());
         assert_eq!(
             secret,
             Some(ValueRef::Secret {
@@ -182,7 +186,11 @@ spec:
         assert_eq!(
             hosts,
             vec![
-                ("web.example.com", Some("web.team.svc.cluster.local:8081"), api.as_slice()),
+                (
+                    "web.example.com",
+                    Some("web.team.svc.cluster.local:8081"),
+                    api.as_slice()
+                ),
                 ("other.example.com", Some("web.team.svc.cluster.local:8081"), &[][..]),
             ],
             "the app container's port through the Service's named targetPort"
