@@ -23,40 +23,7 @@ pub(crate) fn render(plan: &Plan, inputs: &[PathBuf]) -> String {
         plan.gateway.providers.len(),
         plan.apps.len()
     );
-    o.push_str("## Before you switch\n\n### Environment variables\n\nSecrets are never written to these files: set each variable in the gateway's environment (for example from a Kubernetes Secret).\n\n| variable | holds | where the value is today |\n|---|---|---|\n");
-    for e in &plan.env {
-        let src = if e.sources.is_empty() {
-            "make a new one".to_owned()
-        } else {
-            e.sources.join("<br>")
-        };
-        let _ = writeln!(o, "| `{}` | {} | {} |", e.var, cell(&e.purpose), cell(&src));
-    }
-    o.push_str("\n### Certificates\n\n");
-    if plan.certs.is_empty() {
-        o.push_str("No TLS secret was found: put the certificate and key for every host below into `certs/tls.crt` and `certs/tls.key` (or edit `tls.certificates`).\n");
-    }
-    for c in &plan.certs {
-        let _ = writeln!(
-            o,
-            "- `certs/{s}.crt` / `certs/{s}.key` ({hosts}): `kubectl -n {ns} get secret {s} -o jsonpath='{{.data.tls\\.crt}}' | base64 -d > certs/{s}.crt` (and `tls\\.key` for the key)",
-            s = c.secret,
-            ns = c.namespace,
-            hosts = c.hosts.join(", ")
-        );
-    }
-    o.push_str("\n### Redirect URIs to register at the providers\n\n");
-    for (p, urls) in &plan.callbacks {
-        let _ = writeln!(
-            o,
-            "- `{p}`: {}",
-            urls.iter().map(|u| format!("`{u}`")).collect::<Vec<_>>().join(", ")
-        );
-    }
-    o.push('\n');
-    for f in plan.findings.iter().filter(|f| f.severity == Severity::Action) {
-        let _ = writeln!(o, "- {} — {}", f.subject, f.message);
-    }
+    before_you_switch(&mut o, plan);
     o.push_str("\n## Not carried over\n\n");
     if unmapped == 0 {
         o.push_str("Nothing: every option was mapped.\n");
@@ -109,4 +76,42 @@ pub(crate) fn render(plan: &Plan, inputs: &[PathBuf]) -> String {
         );
     }
     o
+}
+
+/// Variables to set, certificates to copy, redirect URIs to register, and other actions.
+fn before_you_switch(o: &mut String, plan: &Plan) {
+    o.push_str("## Before you switch\n\n### Environment variables\n\nSecrets are never written to these files: set each variable in the gateway's environment (for example from a Kubernetes Secret).\n\n| variable | holds | where the value is today |\n|---|---|---|\n");
+    for e in &plan.env {
+        let src = if e.sources.is_empty() {
+            "make a new one".to_owned()
+        } else {
+            e.sources.join("<br>")
+        };
+        let _ = writeln!(o, "| `{}` | {} | {} |", e.var, cell(&e.purpose), cell(&src));
+    }
+    o.push_str("\n### Certificates\n\n");
+    if plan.certs.is_empty() {
+        o.push_str("No TLS secret was found: put the certificate and key for every host below into `certs/tls.crt` and `certs/tls.key` (or edit `tls.certificates`).\n");
+    }
+    for c in &plan.certs {
+        let _ = writeln!(
+            o,
+            "- `certs/{s}.crt` / `certs/{s}.key` ({hosts}): `kubectl -n {ns} get secret {s} -o jsonpath='{{.data.tls\\.crt}}' | base64 -d > certs/{s}.crt` (and `tls\\.key` for the key)",
+            s = c.secret,
+            ns = c.namespace,
+            hosts = c.hosts.join(", ")
+        );
+    }
+    o.push_str("\n### Redirect URIs to register at the providers\n\n");
+    for (p, urls) in &plan.callbacks {
+        let _ = writeln!(
+            o,
+            "- `{p}`: {}",
+            urls.iter().map(|u| format!("`{u}`")).collect::<Vec<_>>().join(", ")
+        );
+    }
+    o.push('\n');
+    for f in plan.findings.iter().filter(|f| f.severity == Severity::Action) {
+        let _ = writeln!(o, "- {} — {}", f.subject, f.message);
+    }
 }

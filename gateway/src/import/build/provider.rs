@@ -9,47 +9,7 @@ use super::{Ctx, Finding, Opts, SecretSource};
 /// it cannot be mapped.
 pub(crate) fn map(inst: &Instance, opts: &Opts, ctx: &mut Ctx) -> Option<(String, String)> {
     let subject = inst.origin.as_str();
-    let provider = opts.str("provider").unwrap_or("google").to_ascii_lowercase();
-    let (kind, issuer) = match provider.as_str() {
-        "oidc" | "keycloak-oidc" | "adfs" => match opts.str("oidc_issuer_url") {
-            Some(i) => ("oidc", Some(i.trim_end_matches('/').to_owned())),
-            None => {
-                ctx.findings.push(Finding::unmapped(
-                    subject,
-                    "oidc_issuer_url",
-                    "provider oidc without an issuer: authgate needs discovery; set issuer_url by hand",
-                ));
-                return None;
-            }
-        },
-        "google" => (
-            "google",
-            opts.str("oidc_issuer_url")
-                .map(str::to_owned)
-                .filter(|i| i != "https://accounts.google.com"),
-        ),
-        "entra-id" | "azure" => match entra_issuer(opts) {
-            Ok(i) => ("entra", Some(i)),
-            Err(message) => {
-                ctx.findings.push(Finding::unmapped(subject, "provider", &message));
-                return None;
-            }
-        },
-        "github" => ("github", None),
-        other => {
-            let nearest = if ["gitlab", "keycloak", "gitea", "nextcloud", "cidaas", "digitalocean"].contains(&other) {
-                "nearest: type oidc with its issuer URL, if it speaks OpenID Connect"
-            } else {
-                "nearest: type oidc, if the provider speaks OpenID Connect"
-            };
-            ctx.findings.push(Finding::unmapped(
-                subject,
-                "provider",
-                &format!("provider `{other}` has no authgate type ({nearest}); its apps were NOT written (they would be public)"),
-            ));
-            return None;
-        }
-    };
+    let (kind, issuer) = kind_and_issuer(opts, subject, ctx)?;
     if let Some(i) = issuer.as_deref().filter(|i| !i.starts_with("https://")) {
         ctx.findings.push(Finding::unmapped(
             subject,
@@ -121,6 +81,52 @@ pub(crate) fn map(inst: &Instance, opts: &Opts, ctx: &mut Ctx) -> Option<(String
         ));
     }
     Some((name, kind.to_owned()))
+}
+
+/// The authgate type and issuer of oauth2-proxy's `provider`, or `None` (reported).
+fn kind_and_issuer(opts: &Opts, subject: &str, ctx: &mut Ctx) -> Option<(&'static str, Option<String>)> {
+    let provider = opts.str("provider").unwrap_or("google").to_ascii_lowercase();
+    let kind = match provider.as_str() {
+        "oidc" | "keycloak-oidc" | "adfs" => match opts.str("oidc_issuer_url") {
+            Some(i) => ("oidc", Some(i.trim_end_matches('/').to_owned())),
+            None => {
+                ctx.findings.push(Finding::unmapped(
+                    subject,
+                    "oidc_issuer_url",
+                    "provider oidc without an issuer: authgate needs discovery; set issuer_url by hand",
+                ));
+                return None;
+            }
+        },
+        "google" => (
+            "google",
+            opts.str("oidc_issuer_url")
+                .map(str::to_owned)
+                .filter(|i| i != "https://accounts.google.com"),
+        ),
+        "entra-id" | "azure" => match entra_issuer(opts) {
+            Ok(i) => ("entra", Some(i)),
+            Err(message) => {
+                ctx.findings.push(Finding::unmapped(subject, "provider", &message));
+                return None;
+            }
+        },
+        "github" => ("github", None),
+        other => {
+            let nearest = if ["gitlab", "keycloak", "gitea", "nextcloud", "cidaas", "digitalocean"].contains(&other) {
+                "nearest: type oidc with its issuer URL, if it speaks OpenID Connect"
+            } else {
+                "nearest: type oidc, if the provider speaks OpenID Connect"
+            };
+            ctx.findings.push(Finding::unmapped(
+                subject,
+                "provider",
+                &format!("provider `{other}` has no authgate type ({nearest}); its apps were NOT written (they would be public)"),
+            ));
+            return None;
+        }
+    };
+    Some(kind)
 }
 
 /// oauth2-proxy's scopes (space separated); `groups` added for OIDC group checks as it does.
