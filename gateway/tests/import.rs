@@ -190,7 +190,7 @@ fn fleet_of_sidecars_matches_the_golden_output_and_passes_check() {
         "- `github`: `https://billing.example.com/oauth2/callback`, `https://reports.example.com/oauth2/callback`",
         // not carried over, by name
         "| Deployment shop/shop container oauth2-proxy | `upstreams` | path routing: pending",
-        "| Deployment billing/billing container oauth2-proxy | `reverse_proxy` | pending:",
+        "| `reverse_proxy` | true | not needed | server.trusted_proxies |",
         "| StatefulSet monitoring/grafana container oauth2-proxy | `whitelist_domains` | pending:",
         // every option listed
         "| `cookie_samesite` | lax |",
@@ -213,6 +213,11 @@ fn strict_fails_when_anything_is_not_carried_over() {
     let (code, text) = import(&dir.path().join("clean"), &["--strict", &fx("single/clean.cfg")]);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("0 not carried over"), "{text}");
+    let main = read(&dir.path().join("clean/gateway.yaml"));
+    assert!(
+        main.contains("server:\n  trusted_proxies:\n  - 10.0.0.1/32\n  - 192.168.0.0/16\n"),
+        "{main}"
+    );
     check(&dir.path().join("clean"));
 }
 
@@ -239,7 +244,7 @@ fn oauth2_proxy_examples_import_and_pass_check() {
             &["upstream/nginx.cfg"],
             &[
                 "static://200: static:// upstreams are not supported",
-                "`reverse_proxy` | pending",
+                "| `reverse_proxy` | true | not needed |",
                 "is not https://",
             ],
         ),

@@ -20,6 +20,8 @@ pub(crate) struct GatewayOut {
     pub tls: TlsOut,
     pub apps_dir: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cookie: Option<CookieOut>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub providers: BTreeMap<String, ProviderOut>,
@@ -33,6 +35,12 @@ pub(crate) struct ListenOut {
     pub https: String,
     pub http: String,
     pub admin: String,
+}
+
+/// `server:` (only what the sidecars said).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ServerOut {
+    pub trusted_proxies: Vec<String>,
 }
 
 /// `tls:`.

@@ -23,6 +23,9 @@ pub(crate) fn value_problem(toml: &str, val: &Val, opts: &Opts) -> Option<String
         "proxy_prefix" if !v.is_empty() && v.trim_end_matches('/') != "/oauth2" => {
             Some(format!("the endpoints are always under /oauth2 (was {v})"))
         }
+        "real_client_ip_header" if !v.is_empty() && v != "x-forwarded-for" => Some(format!(
+            "authgate reads X-Forwarded-For from server.trusted_proxies only (was {v})"
+        )),
         "session_store_type" if !v.is_empty() && v != "cookie" && v != "redis" => Some(format!("unknown store {v}")),
         "skip_jwt_bearer_tokens" if !off && opts.str("provider") == Some("github") => {
             Some("bearer tokens are only accepted from OIDC providers".into())

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::super::writer::{
-    CertOut, CookieOut, GatewayOut, ListenOut, RedisOut, RedisTlsOut, SentinelOut, SessionsOut, TlsOut,
+    CertOut, CookieOut, GatewayOut, ListenOut, RedisOut, RedisTlsOut, SentinelOut, ServerOut, SessionsOut, TlsOut,
 };
 use super::super::CertNeed;
 use super::{Ctx, Finding, Opts};
@@ -51,6 +51,7 @@ pub(crate) fn gateway(ctx: &mut Ctx, certs: &[CertNeed]) -> GatewayOut {
         },
         tls: TlsOut { certificates },
         apps_dir: "apps.d".to_owned(),
+        server: trusted_proxies(ctx).map(|trusted_proxies| ServerOut { trusted_proxies }),
         cookie: (!ctx.providers.is_empty()).then_some(cookie),
         providers: ctx.providers.iter().map(|(k, (p, _))| (k.clone(), p.clone())).collect(),
         sessions,
@@ -221,4 +222,22 @@ fn sessions(ctx: &mut Ctx) -> Option<SessionsOut> {
         store: "redis".to_owned(),
         redis: Some(redis),
     })
+}
+
+/// Every sidecar's `trusted_proxy_ips`, as networks (`10.0.0.1` → `10.0.0.1/32`).
+fn trusted_proxies(ctx: &mut Ctx) -> Option<Vec<String>> {
+    let mut nets: Vec<String> = Vec::new();
+    for (_, o) in &ctx.resolved {
+        for ip in o.list("trusted_proxy_ips") {
+            let net = match ip.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(_)) => format!("{ip}/32"),
+                Ok(std::net::IpAddr::V6(_)) => format!("{ip}/128"),
+                Err(_) => ip.clone(),
+            };
+            if !nets.contains(&net) {
+                nets.push(net);
+            }
+        }
+    }
+    (!nets.is_empty()).then_some(nets)
 }
