@@ -23,6 +23,7 @@
 //! | [`listen`] | binding listeners up front, taking them over on `--upgrade`, systemd readiness |
 //! | [`echo`] | a development upstream that echoes requests |
 //! | [`health`] | `authgate health`, the shell-less probe of `/ready` for container health checks |
+//! | [`import`] | `authgate import oauth2-proxy`: configuration from an oauth2-proxy fleet |
 
 #![warn(clippy::all)]
 
@@ -32,6 +33,7 @@ pub mod client;
 pub mod config;
 pub mod echo;
 pub mod health;
+pub mod import;
 pub mod listen;
 pub mod logging;
 pub mod metrics;

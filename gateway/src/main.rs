@@ -1,4 +1,4 @@
-//! The `authgate` command line: `run`, `check`, `health`, `session mint`, and the `echo`
+//! The `authgate` command line: `run`, `check`, `health`, `import`, `session mint`, and the `echo`
 //! development upstream.
 
 use std::path::PathBuf;
@@ -62,11 +62,40 @@ enum Command {
         #[command(subcommand)]
         command: SessionCommand,
     },
+    /// Import another proxy's configuration (`authgate import oauth2-proxy --out DIR INPUT...`).
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
     /// Run development upstreams that echo each request back as JSON.
     Echo {
         /// Address to listen on; repeat for several upstreams.
         #[arg(short, long, required = true)]
         listen: Vec<std::net::SocketAddr>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportFrom {
+    /// oauth2-proxy: .cfg files, command lines, OAUTH2_PROXY_* environment files, alpha
+    /// configs and Kubernetes manifests (files or directories); the kind is detected.
+    #[command(name = "oauth2-proxy")]
+    Oauth2Proxy {
+        /// Output directory: gateway.yaml, apps.d/, import-report.md.
+        #[arg(long, required_unless_present = "print_mapping_table")]
+        out: Option<PathBuf>,
+        /// Host of a single sidecar whose redirect_url does not name it.
+        #[arg(long)]
+        host: Option<String>,
+        /// Exit 1 when any option or value was not carried over.
+        #[arg(long)]
+        strict: bool,
+        /// Print the option mapping table (Markdown) and exit.
+        #[arg(long)]
+        print_mapping_table: bool,
+        /// Inputs.
+        #[arg(required_unless_present = "print_mapping_table")]
+        inputs: Vec<PathBuf>,
     },
 }
 
@@ -124,6 +153,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Echo { listen } => echo(listen),
+        Command::Import { from } => import(from),
         Command::Session {
             command:
                 SessionCommand::Mint {
@@ -169,6 +199,45 @@ fn run(config: &std::path::Path, sockets: authgate::server::Sockets) -> ExitCode
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("authgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn import(from: ImportFrom) -> ExitCode {
+    let ImportFrom::Oauth2Proxy {
+        out,
+        host,
+        strict,
+        print_mapping_table,
+        inputs,
+    } = from;
+    if print_mapping_table {
+        print!("{}", authgate::import::mapping_table());
+        return ExitCode::SUCCESS;
+    }
+    let options = authgate::import::ImportOptions {
+        inputs,
+        out: out.unwrap_or_default(),
+        host,
+    };
+    match authgate::import::import(&options) {
+        Ok(s) => {
+            println!(
+                "wrote {} apps and {} providers; {} not carried over; read {}",
+                s.apps,
+                s.providers,
+                s.unmapped,
+                s.report.display()
+            );
+            if strict && s.unmapped > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("authgate import: {e}");
             ExitCode::FAILURE
         }
     }
