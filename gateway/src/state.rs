@@ -367,7 +367,8 @@ pub struct State {
     pub config_path: PathBuf,
     /// Where sessions live (outlives snapshots: a reload signs nobody out).
     pub sessions: Arc<dyn Store>,
-    refresh_locks: std::sync::Mutex<HashMap<[u8; 16], Arc<tokio::sync::Mutex<()>>>>,
+    /// Collapses concurrent refreshes of one session in this process.
+    pub refresh_locks: crate::session::locks::RefreshLocks,
 }
 
 impl State {
@@ -378,25 +379,10 @@ impl State {
             metrics,
             config_path,
             sessions,
-            refresh_locks: std::sync::Mutex::new(HashMap::new()),
+            refresh_locks: crate::session::locks::RefreshLocks::default(),
         };
         state.publish_gauges(&state.snapshot());
         state
-    }
-
-    /// The lock that collapses concurrent refreshes of session `id` in this process.
-    pub fn refresh_lock(&self, id: &[u8; 16]) -> Arc<tokio::sync::Mutex<()>> {
-        match self.refresh_locks.lock() {
-            Ok(mut map) => map.entry(*id).or_default().clone(),
-            Err(_) => Arc::default(),
-        }
-    }
-
-    /// Forgets the refresh lock of session `id` once its refresh is done.
-    pub fn release_refresh_lock(&self, id: &[u8; 16]) {
-        if let Ok(mut map) = self.refresh_locks.lock() {
-            map.remove(id);
-        }
     }
 
     /// The snapshot being served: load it once per request and keep it.
@@ -464,7 +450,7 @@ pub(crate) mod test_support {
         .unwrap();
         let metrics = Arc::new(Metrics::new().unwrap());
         let snapshot = Snapshot::build(crate::config::load(&main).unwrap(), None, &metrics).unwrap();
-        let store = Arc::new(crate::session::MemoryStore::new());
+        let store = Arc::new(crate::session::MemoryStore::new(1000));
         (Arc::new(State::new(snapshot, metrics, main, store)), dir)
     }
 }

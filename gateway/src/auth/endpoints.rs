@@ -115,6 +115,7 @@ async fn callback(session: &HttpSession, req: &Request<'_>) -> Reply {
         created_at: t,
         refreshed_at: t,
         expires_at: t + expire,
+        version: 0,
     };
     let Ok(ticket) = Ticket::new() else {
         return Reply::page(Page::INTERNAL, false);

@@ -192,7 +192,7 @@ pub async fn start_login(req: &Request<'_>, rd: &str, json: bool) -> Reply {
 pub async fn current_session(
     session: &HttpSession,
     req: &Request<'_>,
-) -> std::result::Result<Option<(Ticket, Arc<Session>)>, Page> {
+) -> std::result::Result<super::refresh::Loaded, Page> {
     let Some(ticket) = ticket(session, req) else {
         return Ok(None);
     };
@@ -209,111 +209,7 @@ pub async fn current_session(
     if !current.needs_refresh(t, req.settings.cookie.refresh.as_secs()) {
         return Ok(Some((ticket, current)));
     }
-    refresh(req, ticket, current).await
-}
-
-async fn refresh(
-    req: &Request<'_>,
-    ticket: Ticket,
-    stale: Arc<Session>,
-) -> std::result::Result<Option<(Ticket, Arc<Session>)>, Page> {
-    let state = req.state;
-    // Collapse concurrent refreshes of one session in this process: the first refreshes,
-    // the others wait and then read what it stored.
-    let lock = state.refresh_lock(&ticket.id);
-    let _guard = lock.lock().await;
-    let store = &state.sessions;
-    // Read past this replica's cache: another replica may have refreshed it already.
-    store.forget_cached(&ticket).await;
-    let latest = match store.load(&ticket).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return Ok(None),
-        Err(_) => return Err(Page::STORE_UNAVAILABLE),
-    };
-    let t = now();
-    let refreshed_meanwhile = latest.refreshed_at != stale.refreshed_at || latest.access_token != stale.access_token;
-    if refreshed_meanwhile || !latest.needs_refresh(t, req.settings.cookie.refresh.as_secs()) {
-        state.release_refresh_lock(&ticket.id);
-        return Ok(Some((ticket, latest)));
-    }
-    // Across replicas: a short Redis lock. The loser waits for the winner's result.
-    match store.lock(&ticket, std::time::Duration::from_secs(10)).await {
-        Ok(true) => {}
-        Ok(false) => {
-            state.release_refresh_lock(&ticket.id);
-            return Ok(Some((ticket.clone(), wait_for_refresh(req, &ticket, latest).await)));
-        }
-        Err(_) => {
-            state.release_refresh_lock(&ticket.id);
-            return Err(Page::STORE_UNAVAILABLE);
-        }
-    }
-    let provider = &req.auth.provider;
-    let result = match provider.refresh(&latest).await {
-        Ok(fresh) => {
-            let renewed = Session {
-                identity: fresh.identity,
-                access_token: fresh.access_token.or_else(|| latest.access_token.clone()),
-                access_expires_at: fresh.access_expires_at,
-                refresh_token: fresh.refresh_token,
-                id_token: fresh.id_token.or_else(|| latest.id_token.clone()),
-                refreshed_at: t,
-                ..(*latest).clone()
-            };
-            let renewed = Arc::new(renewed);
-            match store.save(&ticket, renewed.clone()).await {
-                Ok(()) => {
-                    state
-                        .metrics
-                        .session_refreshes
-                        .with_label_values(&[provider.name.as_str(), "refreshed"])
-                        .inc();
-                    Ok(Some((ticket.clone(), renewed)))
-                }
-                Err(_) => Err(Page::STORE_UNAVAILABLE),
-            }
-        }
-        Err(ProviderError::Refused(reason)) => {
-            // The provider ended the session (revoked refresh token, user disabled): sign out.
-            tracing::info!(provider = %provider.name, reason, "refresh refused; session ended");
-            state
-                .metrics
-                .session_refreshes
-                .with_label_values(&[provider.name.as_str(), "refused"])
-                .inc();
-            let _ = store.delete(&ticket).await;
-            Ok(None)
-        }
-        Err(ProviderError::Unavailable(reason)) => {
-            // Keep serving the session we have while the provider is down; try again later.
-            tracing::warn!(provider = %provider.name, reason, "refresh failed; keeping the current session");
-            state
-                .metrics
-                .session_refreshes
-                .with_label_values(&[provider.name.as_str(), "unavailable"])
-                .inc();
-            Ok(Some((ticket.clone(), stale)))
-        }
-    };
-    let _ = store.unlock(&ticket).await;
-    state.release_refresh_lock(&ticket.id);
-    result
-}
-
-/// Another replica is refreshing this session: wait (briefly) for its result, else keep
-/// serving the session as it is.
-async fn wait_for_refresh(req: &Request<'_>, ticket: &Ticket, stale: Arc<Session>) -> Arc<Session> {
-    let store = &req.state.sessions;
-    for _ in 0..20 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        store.forget_cached(ticket).await;
-        if let Ok(Some(s)) = store.load(ticket).await {
-            if s.refreshed_at != stale.refreshed_at {
-                return s;
-            }
-        }
-    }
-    stale
+    super::refresh::refresh(req, ticket, current).await
 }
 
 /// Decides what to do with a request to a protected (not skipped) route. `api` asks for API

@@ -11,6 +11,7 @@ pub mod headers;
 pub mod policy;
 pub mod provider;
 pub mod redirect;
+pub mod refresh;
 pub mod routes;
 
 use std::collections::{BTreeMap, HashMap};
