@@ -282,6 +282,7 @@ fn build_auth(
     match AuthSettings::build(
         cookie,
         &gateway.providers,
+        &gateway.rate_limits,
         gateway.templates_dir.as_deref(),
         &base,
         prev,
@@ -369,6 +370,8 @@ pub struct State {
     pub sessions: Arc<dyn Store>,
     /// Collapses concurrent refreshes of one session in this process.
     pub refresh_locks: crate::session::locks::RefreshLocks,
+    /// Per-client-address counters of the rate limits.
+    pub rate_limiter: crate::auth::limits::RateLimiter,
 }
 
 impl State {
@@ -380,6 +383,7 @@ impl State {
             config_path,
             sessions,
             refresh_locks: crate::session::locks::RefreshLocks::default(),
+            rate_limiter: crate::auth::limits::RateLimiter::default(),
         };
         state.publish_gauges(&state.snapshot());
         state
