@@ -92,6 +92,7 @@ fn store_paths(c: &mut Criterion) {
         created_at: t,
         refreshed_at: t,
         expires_at: t + 3600,
+        version: 0,
     });
     rt.block_on(store.save(&ticket, session)).unwrap();
     let mut g = c.benchmark_group("session_store");

@@ -25,7 +25,12 @@ async fn browser_login(url: String, user: &str) -> serde_json::Value {
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .arg(support_dir().join("login.mjs"))
-            .args([url.as_str(), user.as_str(), password.as_str(), "MAP *.example.com 127.0.0.1"])
+            .args([
+                url.as_str(),
+                user.as_str(),
+                password.as_str(),
+                "MAP *.example.com 127.0.0.1",
+            ])
             .output()
             .unwrap()
     })
@@ -43,7 +48,10 @@ async fn a_4000_character_deep_link_completes_a_login_in_chromium() {
     assert_eq!(result["status"], 200, "{result}\n{}", env.gw.logs());
     let url = reqwest::Url::parse(result["url"].as_str().unwrap()).unwrap();
     assert_eq!(url.path(), "/", "the over-long deep link falls back to /");
-    assert!(result["body"].as_str().unwrap().contains("alice@example.com"), "{result}");
+    assert!(
+        result["body"].as_str().unwrap().contains("alice@example.com"),
+        "{result}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -596,10 +596,12 @@ fn github(g: &GithubSpec) -> Result<Github, (String, String)> {
 }
 
 fn token_error<E: std::error::Error>(e: E) -> ProviderError {
-    // A token endpoint that answers with an OAuth2 error refused the grant; anything else
+    // A token endpoint that answers with an OAuth2 error refused the grant, except the two
+    // errors RFC 6749 §5.2/§4.1.2.1 defines for a provider in trouble; anything else
     // (connection, parse) is the provider being unavailable.
     let text = e.to_string();
-    if text.contains("invalid_grant") || text.contains("Server returned error response") {
+    let in_trouble = text.contains("temporarily_unavailable") || text.contains("server_error");
+    if !in_trouble && (text.contains("invalid_grant") || text.contains("Server returned error response")) {
         ProviderError::Refused(text)
     } else {
         ProviderError::Unavailable(text)
@@ -649,6 +651,25 @@ fn jwt_string_list(jwt: &str, claim: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct Text(&'static str);
+    impl std::fmt::Display for Text {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Text {}
+
+    #[test]
+    fn a_provider_in_trouble_is_unavailable_not_a_refusal() {
+        let e = token_error(Text("Server returned error response: temporarily_unavailable"));
+        assert!(matches!(e, ProviderError::Unavailable(_)), "{e:?}");
+        let e = token_error(Text("Server returned error response: server_error"));
+        assert!(matches!(e, ProviderError::Unavailable(_)), "{e:?}");
+        let e = token_error(Text("Server returned error response: invalid_grant"));
+        assert!(matches!(e, ProviderError::Refused(_)), "{e:?}");
+    }
 
     #[test]
     fn only_asymmetric_algorithms_can_be_allowed() {
