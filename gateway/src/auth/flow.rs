@@ -199,7 +199,9 @@ pub async fn decide(session: &HttpSession, req: &Request<'_>, api: bool) -> Resu
         Ok(None) => {
             count("redirect");
             let rd = super::redirect::safe_redirect(req.return_to, req.host, None, false);
-            Ok(Decision::Answer(super::login::start_login(session, req, &rd, false).await))
+            Ok(Decision::Answer(
+                super::login::start_login(session, req, &rd, false).await,
+            ))
         }
         Err(page) => {
             count(if page == Page::STORE_UNAVAILABLE {
