@@ -40,11 +40,15 @@ pub struct Metrics {
     /// cookie names removed from upstream responses (an app fixing another tenant's session).
     pub upstream_cookies_dropped: IntCounterVec,
     /// `authgate_auth_decisions_total{app,outcome}`: allowed, bearer, skipped, redirect,
-    /// unauthorized, forbidden, store_unavailable, idp_unavailable.
+    /// unauthorized, forbidden, store_unavailable, idp_unavailable, bad_request, rate_limited.
     pub auth_decisions: IntCounterVec,
     /// `authgate_logins_total{provider,result}`: completed and failed logins.
     pub logins: IntCounterVec,
-    /// `authgate_session_refreshes_total{provider,result}`: refreshed, refused, unavailable.
+    /// `authgate_rate_limited_total{limit}`: requests answered 429 (`oauth2_start`,
+    /// `oauth2_callback`, `bearer_failures`).
+    pub rate_limited: IntCounterVec,
+    /// `authgate_session_refreshes_total{provider,result}`: refreshed, refused, unavailable,
+    /// store_unavailable, expired_unavailable, signed_out, superseded.
     pub session_refreshes: IntCounterVec,
     /// `authgate_session_cache_requests_total{result}`: hit or miss of the in-process cache.
     pub session_cache: IntCounterVec,
@@ -167,6 +171,13 @@ impl Metrics {
             Opts::new("authgate_logins_total", "Logins by provider and result"),
             &["provider", "result"],
         )?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "authgate_rate_limited_total",
+                "Requests answered 429 by the per-client-address rate limits",
+            ),
+            &["limit"],
+        )?;
         let session_refreshes = IntCounterVec::new(
             Opts::new(
                 "authgate_session_refreshes_total",
@@ -250,6 +261,7 @@ impl Metrics {
         registry.register(Box::new(auth_decisions.clone()))?;
         registry.register(Box::new(logins.clone()))?;
         registry.register(Box::new(session_refreshes.clone()))?;
+        registry.register(Box::new(rate_limited.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(upstream_latency.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
@@ -281,6 +293,7 @@ impl Metrics {
             auth_decisions,
             logins,
             session_refreshes,
+            rate_limited,
             session_cache,
             redis_latency,
             redis_errors,

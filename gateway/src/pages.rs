@@ -97,6 +97,12 @@ impl Page {
         code: "identity_provider_unavailable",
         message: "The identity provider cannot be reached. Try again in a moment.",
     };
+    /// 429: too many logins or failed bearer tokens from one client address.
+    pub const TOO_MANY_REQUESTS: Page = Page {
+        status: 429,
+        code: "too_many_requests",
+        message: "Too many requests from your address. Try again in a moment.",
+    };
     /// 500: a bug in the gateway.
     pub const INTERNAL: Page = Page {
         status: 500,

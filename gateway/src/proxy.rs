@@ -96,6 +96,7 @@ impl Gateway {
             origin: &origin,
             host: ctx.host.as_deref().unwrap_or_default(),
             return_to: &return_to,
+            client: ctx.client.as_ref().and_then(|c| c.addr),
         };
         if path.starts_with("/oauth2/") {
             if let Some(reply) = endpoints::handle(session, &req, path).await {

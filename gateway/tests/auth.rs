@@ -484,9 +484,11 @@ async fn bearer_jwts_from_the_provider_are_verified() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn access_tokens_are_refreshed_before_they_expire_without_a_new_login() {
-    // Access tokens live 2 s: every request finds it about to expire and refreshes it.
+    // Access tokens live 2 s: once it has expired, the next request refreshes it.
     let env = AuthEnv::start("", serde_json::json!({ "access_token": 2 })).await;
     let (browser, first) = env.login("app1.example.com", "alice").await;
+    // The token ages into its refresh window (a clock wait, not a readiness wait).
+    tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
     let first_token = header(&first, "x-auth-request-access-token").unwrap().to_owned();
     let r = browser.get(env.url("app1.example.com", "/again")).send().await.unwrap();
     assert_eq!(r.status(), 200, "refreshed in place, no login: {}", env.gw.logs());
@@ -535,6 +537,8 @@ async fn a_refresh_the_provider_refuses_ends_the_session_cleanly() {
         .await
         .unwrap();
     assert!(r.status().is_redirection() || r.status().is_success(), "{}", r.status());
+    // The token ages into its refresh window (a clock wait, not a readiness wait).
+    tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
     // The next request needs a refresh, the provider refuses it: signed out, sent to login.
     let r = browser.get(env.url("app1.example.com", "/after")).send().await.unwrap();
     assert_eq!(r.status(), 302, "{}", env.gw.logs());

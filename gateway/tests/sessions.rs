@@ -445,7 +445,7 @@ async fn concurrent_refreshes_on_two_replicas_make_one_refresh() {
         ("TEST_REDIS_USER".to_owned(), redis.username().to_owned()),
         ("TEST_REDIS_PASSWORD".to_owned(), redis.password().to_owned()),
     ];
-    // Access tokens live 2 s: every request finds the token about to expire.
+    // Access tokens live 2 s: once it has expired, every request finds it due.
     let env = AuthEnv::start_with("", serde_json::json!({ "access_token": 2 }), move |_, _| Extra {
         main,
         env: vars,
@@ -454,6 +454,8 @@ async fn concurrent_refreshes_on_two_replicas_make_one_refresh() {
     })
     .await;
     let (a, _) = env.login("app1.example.com", "alice").await;
+    // The token ages into its refresh window (a clock wait, not a readiness wait).
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
     let cookie = cookie_of(&env, &a);
     let b = env.browser_b();
     let series = "authgate_session_refreshes_total{provider=\"corp\",result=\"refreshed\"}";

@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use pingora::proxy::Session as HttpSession;
 
-use super::flow::{self, cookie_values, login_aad, login_cookie_name, set_cookie, Decision, LoginState, Request};
+use super::flow::{self, cookie_values, set_cookie, Decision, Request};
+use super::limits::Limit;
+use super::login::{self, login_aad, login_cookie_name, open_login, LoginState, LOGIN_COOKIE_PATH};
+use super::policy::{Decision as PolicyDecision, Identity};
 use super::provider::ProviderError;
 use super::redirect::safe_redirect;
 use crate::pages::{wants_json, Page, Reply};
@@ -28,10 +31,16 @@ pub async fn handle(session: &HttpSession, req: &Request<'_>, path: &str) -> Opt
     let json = wants_json(session);
     Some(match path {
         "/oauth2/start" => {
+            if let Some(reply) = flow::rate_limited(req, Limit::Start, json) {
+                return Some(reply);
+            }
             let rd = rd(session, req);
-            flow::start_login(req, &rd, json).await
+            login::start_login(session, req, &rd, json).await
         }
-        "/oauth2/callback" => callback(session, req).await,
+        "/oauth2/callback" => match flow::rate_limited(req, Limit::Callback, json) {
+            Some(reply) => reply,
+            None => callback(session, req).await,
+        },
         "/oauth2/sign_in" => sign_in_page(session, req),
         "/oauth2/sign_out" => sign_out(session, req).await,
         "/oauth2/userinfo" => match flow::current_session(session, req).await {
@@ -77,13 +86,12 @@ async fn callback(session: &HttpSession, req: &Request<'_>) -> Reply {
     let aad = login_aad(&provider.name, req.origin);
     let login: Option<LoginState> = cookie_values(session, &cookie_name)
         .into_iter()
-        .filter_map(|v| keyring.open(&aad, v))
-        .find_map(|plain| serde_json::from_slice::<LoginState>(&plain).ok())
-        .filter(|l| l.state == state && l.exp > now());
+        .filter_map(|v| open_login(keyring, &aad, v))
+        .find(|l| l.state == state && l.exp > now());
     let Some(login) = login else {
         return fail("bad_state");
     };
-    let clear_login = set_cookie(&cookie_name, "", None, "/oauth2/callback", 0);
+    let clear_login = set_cookie(&cookie_name, "", None, LOGIN_COOKIE_PATH, 0);
     let redirect_uri = format!("{}/oauth2/callback", req.origin);
     let signed_in = match provider
         .sign_in(&code, &redirect_uri, &login.verifier, &login.nonce)
@@ -104,7 +112,7 @@ async fn callback(session: &HttpSession, req: &Request<'_>) -> Reply {
         }
     };
     let t = now();
-    let expire = req.settings.cookie.expire.as_secs();
+    let expire = session_lifetime(req, &signed_in.identity);
     let new_session = Session {
         provider: provider.name.clone(),
         identity: signed_in.identity,
@@ -115,6 +123,7 @@ async fn callback(session: &HttpSession, req: &Request<'_>) -> Reply {
         created_at: t,
         refreshed_at: t,
         expires_at: t + expire,
+        version: 0,
     };
     let Ok(ticket) = Ticket::new() else {
         return Reply::page(Page::INTERNAL, false);
@@ -148,6 +157,28 @@ async fn callback(session: &HttpSession, req: &Request<'_>) -> Reply {
         )
         .header("set-cookie", clear_login)
 }
+
+/// How long a new session lives: `cookie.expire`, or [`UNADMITTED_SESSION_TTL`] when no app
+/// of the provider admits the user (a session that opens nothing must not linger for days).
+/// The snapshot is loaded here once more: a callback is rare, and any snapshot will do.
+fn session_lifetime(req: &Request<'_>, identity: &Identity) -> u64 {
+    let provider = &req.auth.provider;
+    let snapshot = req.state.snapshot();
+    let admitted = snapshot.routes.values().any(|app| {
+        app.auth
+            .as_ref()
+            .is_some_and(|a| a.provider.name == provider.name && a.policy.check(identity) == PolicyDecision::Allow)
+    });
+    if admitted {
+        req.settings.cookie.expire.as_secs()
+    } else {
+        tracing::info!(provider = %provider.name, user = %identity.user(), "no app admits this user; short session");
+        UNADMITTED_SESSION_TTL.min(req.settings.cookie.expire.as_secs())
+    }
+}
+
+/// The lifetime of a session that no app's policy admits at sign-in.
+pub const UNADMITTED_SESSION_TTL: u64 = 300;
 
 async fn sign_out(session: &HttpSession, req: &Request<'_>) -> Reply {
     let rd = rd(session, req);

@@ -3,16 +3,13 @@
 
 use std::sync::Arc;
 
-use openidconnect::PkceCodeChallenge;
 use pingora::proxy::Session as HttpSession;
 use pingora::Result;
-use serde::{Deserialize, Serialize};
 
 use super::policy::{Decision as PolicyDecision, Identity};
 use super::provider::ProviderError;
 use super::{AppAuth, AuthSettings};
 use crate::pages::{wants_json, Page, Reply};
-use crate::session::seal::random_token;
 use crate::session::{now, Session, Ticket};
 use crate::state::State;
 
@@ -82,35 +79,25 @@ pub struct Request<'a> {
     pub host: &'a str,
     /// The canonical path and query of the request: where a login started here returns.
     pub return_to: &'a str,
+    /// The client's address (rate limits).
+    pub client: Option<std::net::IpAddr>,
 }
 
-/// The login state kept in a short-lived sealed cookie between `/oauth2/start` and the callback.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LoginState {
-    /// Anti-CSRF state echoed by the provider.
-    pub state: String,
-    /// OIDC nonce, checked in the ID token.
-    pub nonce: String,
-    /// PKCE verifier.
-    pub verifier: String,
-    /// Where to go after login (already validated).
-    pub rd: String,
-    /// Expiry (Unix seconds).
-    pub exp: u64,
+/// Counts `limit` for the request's client; `Some(429 reply)` when it is over the limit.
+pub fn rate_limited(req: &Request<'_>, limit: super::limits::Limit, json: bool) -> Option<Reply> {
+    let retry = req
+        .state
+        .rate_limiter
+        .hit(&req.settings.rate_limits, limit, req.client)
+        .err()?;
+    Some(too_many(req, limit, retry, json))
 }
 
-/// Login cookies live ten minutes.
-pub const LOGIN_TTL: u64 = 600;
-
-/// The name of the login cookie for `state`: one per login in flight, so two tabs don't clash.
-pub fn login_cookie_name(settings: &AuthSettings, state: &str) -> String {
-    let tag: String = state.chars().take(8).collect();
-    format!("{}_login_{tag}", settings.cookie.name)
-}
-
-/// Additional data bound into a login cookie: the provider and the origin it was started on.
-pub fn login_aad(provider: &str, origin: &str) -> Vec<u8> {
-    format!("authgate/login/v1|{provider}|{origin}").into_bytes()
+/// A 429 with `Retry-After`, counted in `authgate_rate_limited_total`.
+fn too_many(req: &Request<'_>, limit: super::limits::Limit, retry_after: u64, json: bool) -> Reply {
+    req.state.metrics.rate_limited.with_label_values(&[limit.name()]).inc();
+    tracing::info!(limit = limit.name(), client = ?req.client, "rate limited");
+    Reply::page(Page::TOO_MANY_REQUESTS, json).header("retry-after", retry_after.to_string())
 }
 
 /// A `Set-Cookie` value with the gateway's attributes.
@@ -142,57 +129,12 @@ pub fn ticket(session: &HttpSession, req: &Request<'_>) -> Option<Ticket> {
         .find_map(|v| Ticket::from_cookie(keyring, &req.auth.cookie_name, v))
 }
 
-/// A 302 to the provider with a fresh login cookie; `rd` must already be validated.
-pub async fn start_login(req: &Request<'_>, rd: &str, json: bool) -> Reply {
-    let settings = req.settings;
-    let provider = &req.auth.provider;
-    let (state, nonce) = match (random_token(24), random_token(24)) {
-        (Ok(s), Ok(n)) => (s, n),
-        _ => return Reply::page(Page::INTERNAL, json),
-    };
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let login = LoginState {
-        state: state.clone(),
-        nonce: nonce.clone(),
-        verifier: verifier.secret().clone(),
-        rd: rd.to_owned(),
-        exp: now() + LOGIN_TTL,
-    };
-    let sealed = serde_json::to_vec(&login).ok().and_then(|plain| {
-        settings
-            .cookie
-            .keyring
-            .seal(&login_aad(&provider.name, req.origin), &plain)
-            .ok()
-    });
-    let Some(sealed) = sealed else {
-        return Reply::page(Page::INTERNAL, json);
-    };
-    let redirect_uri = format!("{}/oauth2/callback", req.origin);
-    match provider.authorize_url(&redirect_uri, &state, &nonce, challenge).await {
-        Ok(url) => {
-            let cookie = set_cookie(
-                &login_cookie_name(settings, &state),
-                &sealed,
-                None,
-                "/oauth2/callback",
-                LOGIN_TTL,
-            );
-            Reply::redirect(url).header("set-cookie", cookie)
-        }
-        Err(e) => {
-            tracing::warn!(provider = %provider.name, error = %e, "cannot start a login");
-            Reply::page(Page::IDP_UNAVAILABLE, json)
-        }
-    }
-}
-
 /// Loads the request's session, refreshing it when due. `Ok(None)`: signed out.
 /// `Err(page)`: the store or provider failed in a way the user must not mistake for sign-out.
 pub async fn current_session(
     session: &HttpSession,
     req: &Request<'_>,
-) -> std::result::Result<Option<(Ticket, Arc<Session>)>, Page> {
+) -> std::result::Result<super::refresh::Loaded, Page> {
     let Some(ticket) = ticket(session, req) else {
         return Ok(None);
     };
@@ -209,111 +151,7 @@ pub async fn current_session(
     if !current.needs_refresh(t, req.settings.cookie.refresh.as_secs()) {
         return Ok(Some((ticket, current)));
     }
-    refresh(req, ticket, current).await
-}
-
-async fn refresh(
-    req: &Request<'_>,
-    ticket: Ticket,
-    stale: Arc<Session>,
-) -> std::result::Result<Option<(Ticket, Arc<Session>)>, Page> {
-    let state = req.state;
-    // Collapse concurrent refreshes of one session in this process: the first refreshes,
-    // the others wait and then read what it stored.
-    let lock = state.refresh_lock(&ticket.id);
-    let _guard = lock.lock().await;
-    let store = &state.sessions;
-    // Read past this replica's cache: another replica may have refreshed it already.
-    store.forget_cached(&ticket).await;
-    let latest = match store.load(&ticket).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return Ok(None),
-        Err(_) => return Err(Page::STORE_UNAVAILABLE),
-    };
-    let t = now();
-    let refreshed_meanwhile = latest.refreshed_at != stale.refreshed_at || latest.access_token != stale.access_token;
-    if refreshed_meanwhile || !latest.needs_refresh(t, req.settings.cookie.refresh.as_secs()) {
-        state.release_refresh_lock(&ticket.id);
-        return Ok(Some((ticket, latest)));
-    }
-    // Across replicas: a short Redis lock. The loser waits for the winner's result.
-    match store.lock(&ticket, std::time::Duration::from_secs(10)).await {
-        Ok(true) => {}
-        Ok(false) => {
-            state.release_refresh_lock(&ticket.id);
-            return Ok(Some((ticket.clone(), wait_for_refresh(req, &ticket, latest).await)));
-        }
-        Err(_) => {
-            state.release_refresh_lock(&ticket.id);
-            return Err(Page::STORE_UNAVAILABLE);
-        }
-    }
-    let provider = &req.auth.provider;
-    let result = match provider.refresh(&latest).await {
-        Ok(fresh) => {
-            let renewed = Session {
-                identity: fresh.identity,
-                access_token: fresh.access_token.or_else(|| latest.access_token.clone()),
-                access_expires_at: fresh.access_expires_at,
-                refresh_token: fresh.refresh_token,
-                id_token: fresh.id_token.or_else(|| latest.id_token.clone()),
-                refreshed_at: t,
-                ..(*latest).clone()
-            };
-            let renewed = Arc::new(renewed);
-            match store.save(&ticket, renewed.clone()).await {
-                Ok(()) => {
-                    state
-                        .metrics
-                        .session_refreshes
-                        .with_label_values(&[provider.name.as_str(), "refreshed"])
-                        .inc();
-                    Ok(Some((ticket.clone(), renewed)))
-                }
-                Err(_) => Err(Page::STORE_UNAVAILABLE),
-            }
-        }
-        Err(ProviderError::Refused(reason)) => {
-            // The provider ended the session (revoked refresh token, user disabled): sign out.
-            tracing::info!(provider = %provider.name, reason, "refresh refused; session ended");
-            state
-                .metrics
-                .session_refreshes
-                .with_label_values(&[provider.name.as_str(), "refused"])
-                .inc();
-            let _ = store.delete(&ticket).await;
-            Ok(None)
-        }
-        Err(ProviderError::Unavailable(reason)) => {
-            // Keep serving the session we have while the provider is down; try again later.
-            tracing::warn!(provider = %provider.name, reason, "refresh failed; keeping the current session");
-            state
-                .metrics
-                .session_refreshes
-                .with_label_values(&[provider.name.as_str(), "unavailable"])
-                .inc();
-            Ok(Some((ticket.clone(), stale)))
-        }
-    };
-    let _ = store.unlock(&ticket).await;
-    state.release_refresh_lock(&ticket.id);
-    result
-}
-
-/// Another replica is refreshing this session: wait (briefly) for its result, else keep
-/// serving the session as it is.
-async fn wait_for_refresh(req: &Request<'_>, ticket: &Ticket, stale: Arc<Session>) -> Arc<Session> {
-    let store = &req.state.sessions;
-    for _ in 0..20 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        store.forget_cached(ticket).await;
-        if let Ok(Some(s)) = store.load(ticket).await {
-            if s.refreshed_at != stale.refreshed_at {
-                return s;
-            }
-        }
-    }
-    stale
+    super::refresh::refresh(req, ticket, current).await
 }
 
 /// Decides what to do with a request to a protected (not skipped) route. `api` asks for API
@@ -324,37 +162,21 @@ pub async fn decide(session: &HttpSession, req: &Request<'_>, api: bool) -> Resu
     let metrics = &req.state.metrics;
     let count = |outcome: &str| metrics.auth_decisions.with_label_values(&[req.app, outcome]).inc();
 
+    if session
+        .req_header()
+        .headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        // Two credentials: which one an upstream would read is anyone's guess.
+        count("bad_request");
+        return Ok(Decision::Answer(Reply::page(Page::BAD_REQUEST, json)));
+    }
     if auth.skip_jwt_bearer_tokens {
         if let Some(token) = bearer_token(session) {
-            return Ok(match auth.provider.verify_bearer(token).await {
-                Ok(identity) => match auth.policy.check(&identity) {
-                    PolicyDecision::Allow => {
-                        count("bearer");
-                        Decision::Pass(Some(Granted::Bearer {
-                            identity,
-                            token: token.to_owned(),
-                        }))
-                    }
-                    PolicyDecision::Deny(why) => {
-                        count("forbidden");
-                        tracing::info!(app = req.app, reason = %why, "bearer token refused by policy");
-                        Decision::Answer(Reply::page(Page::FORBIDDEN, true))
-                    }
-                },
-                Err(ProviderError::Unavailable(e)) => {
-                    count("idp_unavailable");
-                    tracing::warn!(error = %e, "cannot verify a bearer token");
-                    Decision::Answer(Reply::page(Page::IDP_UNAVAILABLE, true))
-                }
-                Err(ProviderError::Refused(e)) => {
-                    count("unauthorized");
-                    tracing::debug!(error = %e, "bearer token rejected");
-                    Decision::Answer(
-                        Reply::page(Page::UNAUTHORIZED, true)
-                            .header("www-authenticate", "Bearer error=\"invalid_token\""),
-                    )
-                }
-            });
+            return Ok(bearer(req, token, &count).await);
         }
     }
 
@@ -377,7 +199,9 @@ pub async fn decide(session: &HttpSession, req: &Request<'_>, api: bool) -> Resu
         Ok(None) => {
             count("redirect");
             let rd = super::redirect::safe_redirect(req.return_to, req.host, None, false);
-            Ok(Decision::Answer(start_login(req, &rd, false).await))
+            Ok(Decision::Answer(
+                super::login::start_login(session, req, &rd, false).await,
+            ))
         }
         Err(page) => {
             count(if page == Page::STORE_UNAVAILABLE {
@@ -386,6 +210,50 @@ pub async fn decide(session: &HttpSession, req: &Request<'_>, api: bool) -> Resu
                 "idp_unavailable"
             });
             Ok(Decision::Answer(Reply::page(page, json)))
+        }
+    }
+}
+
+/// Verifies a bearer token and applies the app's policy; failures count towards the
+/// client's `bearer_failures` limit, and a client over it is answered 429 without verifying.
+async fn bearer(req: &Request<'_>, token: &str, count: &(dyn Fn(&str) + Sync)) -> Decision {
+    use super::limits::Limit;
+    let limits = &req.settings.rate_limits;
+    if let Some(retry) = req
+        .state
+        .rate_limiter
+        .exceeded(limits, Limit::BearerFailure, req.client)
+    {
+        count("rate_limited");
+        return Decision::Answer(too_many(req, Limit::BearerFailure, retry, true));
+    }
+    match req.auth.provider.verify_bearer(token).await {
+        Ok(identity) => match req.auth.policy.check(&identity) {
+            PolicyDecision::Allow => {
+                count("bearer");
+                Decision::Pass(Some(Granted::Bearer {
+                    identity,
+                    token: token.to_owned(),
+                }))
+            }
+            PolicyDecision::Deny(why) => {
+                count("forbidden");
+                tracing::info!(app = req.app, reason = %why, "bearer token refused by policy");
+                Decision::Answer(Reply::page(Page::FORBIDDEN, true))
+            }
+        },
+        Err(ProviderError::Unavailable(e)) => {
+            count("idp_unavailable");
+            tracing::warn!(error = %e, "cannot verify a bearer token");
+            Decision::Answer(Reply::page(Page::IDP_UNAVAILABLE, true))
+        }
+        Err(ProviderError::Refused(e)) => {
+            count("unauthorized");
+            tracing::debug!(error = %e, "bearer token rejected");
+            let _ = req.state.rate_limiter.hit(limits, Limit::BearerFailure, req.client);
+            Decision::Answer(
+                Reply::page(Page::UNAUTHORIZED, true).header("www-authenticate", "Bearer error=\"invalid_token\""),
+            )
         }
     }
 }

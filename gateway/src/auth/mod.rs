@@ -8,9 +8,12 @@
 pub mod endpoints;
 pub mod flow;
 pub mod headers;
+pub mod limits;
+pub mod login;
 pub mod policy;
 pub mod provider;
 pub mod redirect;
+pub mod refresh;
 pub mod routes;
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,7 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::schema::{AuthSpec, CookieSection, ProviderSpec};
+use crate::config::schema::{AuthSpec, CookieSection, ProviderSpec, RateLimitsSection};
 use crate::session::seal::Keyring;
 use policy::{Policy, PolicySpec};
 use provider::Provider;
@@ -48,6 +51,8 @@ pub struct AuthSettings {
     pub providers: HashMap<String, Arc<Provider>>,
     /// A replacement sign-in page (`templates_dir/sign_in.html`).
     pub sign_in_template: Option<String>,
+    /// Per-client-address limits (`rate_limits:`).
+    pub rate_limits: RateLimitsSection,
 }
 
 /// Reads an environment variable holding a secret; the error says which field names it.
@@ -66,11 +71,12 @@ impl AuthSettings {
     pub fn build(
         cookie: &CookieSection,
         providers: &BTreeMap<String, ProviderSpec>,
+        rate_limits: &RateLimitsSection,
         templates_dir: Option<&Path>,
         base: &Path,
         previous: Option<&AuthSettings>,
     ) -> Result<AuthSettings, Vec<(String, String)>> {
-        let mut errors = Vec::new();
+        let mut errors = limits::validate(rate_limits);
         let keyring =
             match secret_from_env(&cookie.secrets_env).and_then(|v| Keyring::parse(&v).map_err(|e| e.to_string())) {
                 Ok(k) => Some(k),
@@ -169,6 +175,7 @@ impl AuthSettings {
                 },
                 providers: built,
                 sign_in_template,
+                rate_limits: *rate_limits,
             }),
             _ => Err(errors),
         }

@@ -13,7 +13,9 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreIdTokenClaims, CoreTokenResponse};
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreIdTokenClaims, CoreJwsSigningAlgorithm, CoreTokenResponse,
+};
 use openidconnect::{
     AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
     EndpointSet, IssuerUrl, JsonWebKeySet, LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
@@ -62,6 +64,7 @@ struct Discovered {
 
 struct Oidc {
     issuer: String,
+    allowed_algorithms: Vec<CoreJwsSigningAlgorithm>,
     scopes: Vec<String>,
     end_session: bool,
     groups_claim: String,
@@ -304,7 +307,12 @@ impl Provider {
     ) -> Result<(Identity, u64), ProviderError> {
         for attempt in 0..2 {
             let d = self.discover(o, attempt > 0).await?;
-            let verifier = d.client.id_token_verifier();
+            // Pinned: never the algorithms the provider advertises (which may include HS256,
+            // verified with the client secret every relying party knows).
+            let verifier = d
+                .client
+                .id_token_verifier()
+                .set_allowed_algs(o.allowed_algorithms.iter().cloned());
             let result = match nonce {
                 Some(n) => token
                     .claims(&verifier, n)
@@ -542,6 +550,7 @@ fn oidc(o: &OidcSpec, default_issuer: Option<&str>) -> Result<Oidc, (String, Str
         return Err(("scopes".to_owned(), "must include \"openid\"".to_owned()));
     }
     Ok(Oidc {
+        allowed_algorithms: allowed_algorithms(&o.allowed_algorithms)?,
         issuer,
         scopes: o.scopes.clone(),
         end_session: o.end_session,
@@ -549,6 +558,27 @@ fn oidc(o: &OidcSpec, default_issuer: Option<&str>) -> Result<Oidc, (String, Str
         discovered: ArcSwapOption::empty(),
         discovering: tokio::sync::Mutex::new(None),
     })
+}
+
+/// The configured `allowed_algorithms`: asymmetric JWS algorithms only, at least one.
+fn allowed_algorithms(names: &[String]) -> Result<Vec<CoreJwsSigningAlgorithm>, (String, String)> {
+    use crate::config::schema::ASYMMETRIC_ALGORITHMS;
+    let field = || "allowed_algorithms".to_owned();
+    if names.is_empty() {
+        return Err((field(), "give at least one algorithm, e.g. [RS256]".to_owned()));
+    }
+    names
+        .iter()
+        .map(|n| {
+            if !ASYMMETRIC_ALGORITHMS.contains(&n.as_str()) {
+                return Err((
+                    field(),
+                    format!("{n:?} is not allowed: use asymmetric algorithms only ({ASYMMETRIC_ALGORITHMS:?})"),
+                ));
+            }
+            serde_json::from_value(serde_json::Value::String(n.clone())).map_err(|e| (field(), format!("{n:?}: {e}")))
+        })
+        .collect()
 }
 
 fn github(g: &GithubSpec) -> Result<Github, (String, String)> {
@@ -566,10 +596,12 @@ fn github(g: &GithubSpec) -> Result<Github, (String, String)> {
 }
 
 fn token_error<E: std::error::Error>(e: E) -> ProviderError {
-    // A token endpoint that answers with an OAuth2 error refused the grant; anything else
+    // A token endpoint that answers with an OAuth2 error refused the grant, except the two
+    // errors RFC 6749 §5.2/§4.1.2.1 defines for a provider in trouble; anything else
     // (connection, parse) is the provider being unavailable.
     let text = e.to_string();
-    if text.contains("invalid_grant") || text.contains("Server returned error response") {
+    let in_trouble = text.contains("temporarily_unavailable") || text.contains("server_error");
+    if !in_trouble && (text.contains("invalid_grant") || text.contains("Server returned error response")) {
         ProviderError::Refused(text)
     } else {
         ProviderError::Unavailable(text)
@@ -619,6 +651,42 @@ fn jwt_string_list(jwt: &str, claim: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct Text(&'static str);
+    impl std::fmt::Display for Text {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Text {}
+
+    #[test]
+    fn a_provider_in_trouble_is_unavailable_not_a_refusal() {
+        let e = token_error(Text("Server returned error response: temporarily_unavailable"));
+        assert!(matches!(e, ProviderError::Unavailable(_)), "{e:?}");
+        let e = token_error(Text("Server returned error response: server_error"));
+        assert!(matches!(e, ProviderError::Unavailable(_)), "{e:?}");
+        let e = token_error(Text("Server returned error response: invalid_grant"));
+        assert!(matches!(e, ProviderError::Refused(_)), "{e:?}");
+    }
+
+    #[test]
+    fn only_asymmetric_algorithms_can_be_allowed() {
+        assert_eq!(
+            allowed_algorithms(&["RS256".into(), "EdDSA".into()]).unwrap(),
+            vec![
+                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+                CoreJwsSigningAlgorithm::EdDsa
+            ]
+        );
+        for bad in ["HS256", "none", "rs256"] {
+            let (field, message) = allowed_algorithms(&[bad.into()]).unwrap_err();
+            assert_eq!(field, "allowed_algorithms");
+            assert!(message.contains(bad), "{message}");
+        }
+        assert!(allowed_algorithms(&[]).is_err());
+    }
 
     #[test]
     fn reads_groups_from_the_payload() {

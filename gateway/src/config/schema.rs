@@ -62,6 +62,39 @@ pub struct GatewayFile {
     /// Where sessions are kept (read at start; changing it needs a restart).
     #[serde(default)]
     pub sessions: SessionsSection,
+    /// Per-client-address limits on logins and failed bearer tokens.
+    #[serde(default)]
+    pub rate_limits: RateLimitsSection,
+}
+
+/// `rate_limits:` section: requests per client address per `window`; beyond, 429 with
+/// `Retry-After`. On by default, with limits a NAT full of real users does not reach.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsSection {
+    /// `false` turns every limit off.
+    pub enabled: bool,
+    /// The counting window.
+    pub window: HumanDuration,
+    /// `/oauth2/start` requests per address per window.
+    pub oauth2_start: u32,
+    /// `/oauth2/callback` requests per address per window.
+    pub oauth2_callback: u32,
+    /// Bearer tokens that fail verification, per address per window; beyond it, bearer
+    /// requests from the address are answered 429 without verifying.
+    pub bearer_failures: u32,
+}
+
+impl Default for RateLimitsSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            window: HumanDuration(Duration::from_secs(60)),
+            oauth2_start: 3000,
+            oauth2_callback: 3000,
+            bearer_failures: 1200,
+        }
+    }
 }
 
 /// `sessions:` section.
@@ -253,6 +286,21 @@ pub struct OidcSpec {
     /// Claim holding group names.
     #[serde(default = "default_groups_claim")]
     pub groups_claim: String,
+    /// JWS algorithms accepted on ID tokens and bearer JWTs: asymmetric ones only (`RS256`,
+    /// `RS384`, `RS512`, `PS256`, `PS384`, `PS512`, `ES256`, `ES384`, `ES512`, `EdDSA`), all of
+    /// them by default. `HS*` (a token signed with the client secret) and `none` are refused
+    /// even when the provider advertises them.
+    #[serde(default = "default_allowed_algorithms")]
+    pub allowed_algorithms: Vec<String>,
+}
+
+/// The asymmetric JWS algorithms, the only ones a provider may sign tokens with.
+pub const ASYMMETRIC_ALGORITHMS: [&str; 10] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+];
+
+fn default_allowed_algorithms() -> Vec<String> {
+    ASYMMETRIC_ALGORITHMS.iter().map(|s| (*s).to_owned()).collect()
 }
 
 fn default_scopes() -> Vec<String> {

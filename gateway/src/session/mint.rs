@@ -85,6 +85,7 @@ async fn mint_one(
         created_at: t,
         refreshed_at: t,
         expires_at: t + req.ttl.as_secs(),
+        version: 0,
     };
     let ticket = Ticket::new().map_err(|e| e.to_string())?;
     store

@@ -5,6 +5,7 @@
 //! addressed by the id; a store that leaves the process (Redis) keeps only the session sealed
 //! with the per-session key, so neither a store dump nor a cookie alone reveals anything.
 
+pub mod locks;
 pub mod mint;
 pub mod redis_store;
 pub mod seal;
@@ -15,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::policy::Identity;
-pub use store::{MemoryStore, Store, StoreError};
+pub use store::{LockToken, MemoryStore, Store, StoreError};
 
 /// Seconds since the Unix epoch.
 pub fn now() -> u64 {
@@ -43,7 +44,16 @@ pub struct Session {
     pub refreshed_at: u64,
     /// Absolute end of the session.
     pub expires_at: u64,
+    /// Version of the stored record, raised by every refresh: a refresh replaces the record only
+    /// when the version it read is still the stored one (compare-and-set), so a sign-out or
+    /// another replica's refresh in the meantime is never undone. Sessions stored before this
+    /// field existed read as version 0.
+    #[serde(default)]
+    pub version: u64,
 }
+
+/// The largest refresh margin: tokens are refreshed at most this long before they expire.
+pub const REFRESH_MARGIN_MAX: u64 = 30;
 
 impl Session {
     /// True when the session is past its absolute lifetime.
@@ -51,12 +61,32 @@ impl Session {
         now >= self.expires_at
     }
 
+    /// How long before the access token expires it is refreshed: [`REFRESH_MARGIN_MAX`], but at
+    /// most a quarter of the token's lifetime (a 30-second token is refreshed 7 seconds before
+    /// it expires, not on every request).
+    pub fn refresh_margin(&self) -> u64 {
+        self.access_expires_at.map_or(REFRESH_MARGIN_MAX, |exp| {
+            (exp.saturating_sub(self.refreshed_at) / 4).min(REFRESH_MARGIN_MAX)
+        })
+    }
+
     /// True when the tokens should be refreshed: the refresh interval elapsed, or the access
-    /// token expires within 30 seconds.
+    /// token expires within [`Session::refresh_margin`]. Never within a margin window (at least
+    /// one second) of the last refresh, whatever the provider's token lifetimes.
     pub fn needs_refresh(&self, now: u64, refresh_after: u64) -> bool {
+        let margin = self.refresh_margin();
+        if now < self.refreshed_at.saturating_add(margin.max(1)) {
+            return false;
+        }
         let interval_elapsed = now >= self.refreshed_at.saturating_add(refresh_after);
-        let token_expiring = self.access_expires_at.is_some_and(|t| now + 30 >= t);
+        let token_expiring = self.access_expires_at.is_some_and(|t| now.saturating_add(margin) >= t);
         interval_elapsed || token_expiring
+    }
+
+    /// True while the access token can still be used (or the session has none that expires):
+    /// a refresh that cannot complete then serves the session as it is.
+    pub fn token_valid(&self, now: u64) -> bool {
+        !self.is_expired(now) && self.access_expires_at.is_none_or(|t| now < t)
     }
 }
 
@@ -126,8 +156,11 @@ pub fn open_store(
     metrics: &std::sync::Arc<crate::metrics::Metrics>,
 ) -> Result<OpenedStore, Vec<(String, String)>> {
     use crate::config::schema::StoreKind;
+    if section.cache.max_entries == 0 {
+        return Err(vec![("sessions.cache.max_entries".into(), "must be at least 1".into())]);
+    }
     match section.store {
-        StoreKind::Memory => Ok((std::sync::Arc::new(MemoryStore::new()), None)),
+        StoreKind::Memory => Ok((std::sync::Arc::new(MemoryStore::new(section.cache.max_entries)), None)),
         StoreKind::Redis => {
             let Some(spec) = &section.redis else {
                 return Err(vec![(
@@ -162,9 +195,6 @@ pub fn open_store(
                     "sessions.redis.key_prefix".into(),
                     "must be printable ASCII without spaces, e.g. \"authgate:{prod}:\"".into(),
                 ));
-            }
-            if section.cache.max_entries == 0 {
-                errors.push(("sessions.cache.max_entries".into(), "must be at least 1".into()));
             }
             let tls_ca = match &spec.tls {
                 None => None,
@@ -247,6 +277,7 @@ mod tests {
             created_at: 0,
             refreshed_at: 0,
             expires_at: 5000,
+            version: 0,
         };
         assert!(!s.needs_refresh(100, 3600));
         assert!(s.needs_refresh(980, 3600), "token expiring");
@@ -257,5 +288,48 @@ mod tests {
         assert!(!s.needs_refresh(3599, 3600));
         assert!(s.needs_refresh(3600, 3600));
         assert!(s.is_expired(5000));
+    }
+
+    fn thirty_second_token(refreshed_at: u64) -> Session {
+        Session {
+            provider: "p".into(),
+            identity: Identity::default(),
+            access_token: Some("a".into()),
+            access_expires_at: Some(refreshed_at + 30),
+            refresh_token: Some("r".into()),
+            id_token: None,
+            created_at: 0,
+            refreshed_at,
+            expires_at: 100_000,
+            version: 0,
+        }
+    }
+
+    #[test]
+    fn a_short_token_is_refreshed_a_quarter_of_its_lifetime_before_expiry_not_on_every_request() {
+        let s = thirty_second_token(1000);
+        assert_eq!(s.refresh_margin(), 7);
+        for t in 1000..1023 {
+            assert!(!s.needs_refresh(t, 3600), "not due at +{}", t - 1000);
+        }
+        assert!(s.needs_refresh(1023, 3600));
+        assert!(s.token_valid(1029));
+        assert!(!s.token_valid(1030));
+        let long = Session {
+            access_expires_at: Some(1000 + 3600),
+            ..thirty_second_token(1000)
+        };
+        assert_eq!(long.refresh_margin(), REFRESH_MARGIN_MAX);
+    }
+
+    #[test]
+    fn a_session_is_refreshed_at_most_once_per_margin_window() {
+        // A 2-second token (margin 0) and a 1-second refresh interval: still not on every request.
+        let s = Session {
+            access_expires_at: Some(1002),
+            ..thirty_second_token(1000)
+        };
+        assert!(!s.needs_refresh(1000, 1));
+        assert!(s.needs_refresh(1001, 1));
     }
 }

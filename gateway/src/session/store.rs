@@ -1,14 +1,14 @@
 //! Where sessions live: the [`Store`] interface and the in-memory store (the embedded
 //! default for a single gateway instance).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use super::{now, Session, Ticket};
 
-/// A store could not answer; requests that need it get a clear 503.
+/// A store could not answer; requests that need it get a clear 503 (or, during a refresh,
+/// keep the session they have).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The backing service is unreachable or failing.
@@ -16,44 +16,95 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+/// The owner's proof of a refresh lock: only the holder of the token releases it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockToken(pub String);
+
 /// Keeps sessions by ticket. Implementations must be cheap to call on every request.
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// The session of `ticket`, if it exists and has not expired.
+    /// The session of `ticket`, if it exists and has not expired (a cached copy may answer).
     async fn load(&self, ticket: &Ticket) -> Result<Option<Arc<Session>>, StoreError>;
+    /// The session as the backing store holds it now, past any cache (a refresh reads this: another
+    /// replica may have refreshed it). Unlike dropping the cached copy, a failure leaves the
+    /// cache as it was.
+    async fn load_fresh(&self, ticket: &Ticket) -> Result<Option<Arc<Session>>, StoreError> {
+        self.load(ticket).await
+    }
     /// Creates or replaces the session of `ticket`; it expires at `session.expires_at`.
     async fn save(&self, ticket: &Ticket, session: Arc<Session>) -> Result<(), StoreError>;
+    /// Compare-and-set: stores `session` only when the stored record still exists and has
+    /// version `expected`; `session.version` must be `expected + 1`. `Ok(false)`: the record
+    /// was deleted (sign-out) or replaced meanwhile, and nothing was written.
+    async fn replace(&self, ticket: &Ticket, expected: u64, session: Arc<Session>) -> Result<bool, StoreError>;
     /// Deletes the session of `ticket` (sign-out), everywhere it may be cached.
     async fn delete(&self, ticket: &Ticket) -> Result<(), StoreError>;
     /// True when the store can serve requests (for `/ready`).
     async fn ready(&self) -> bool;
-    /// Takes a short lock on the session (refresh); `false` when another holder has it.
-    async fn lock(&self, _ticket: &Ticket, _ttl: std::time::Duration) -> Result<bool, StoreError> {
-        Ok(true)
+    /// Takes a short lock on the session across replicas (refresh): `Some(token)` for the new
+    /// owner, `None` when another holder has it.
+    async fn lock(&self, _ticket: &Ticket, _ttl: std::time::Duration) -> Result<Option<LockToken>, StoreError> {
+        Ok(Some(LockToken(String::new())))
     }
-    /// Releases [`Store::lock`].
-    async fn unlock(&self, _ticket: &Ticket) -> Result<(), StoreError> {
+    /// Releases [`Store::lock`] when `token` still owns it (compare-and-delete): a lock that
+    /// expired and was taken by another replica is left alone.
+    async fn unlock(&self, _ticket: &Ticket, _token: &LockToken) -> Result<(), StoreError> {
         Ok(())
     }
-    /// Drops any cached copy of the session, so the next load reads the backing store.
-    async fn forget_cached(&self, _ticket: &Ticket) {}
+}
+
+/// Expires each session at its own `expires_at`.
+struct SessionExpiry;
+
+impl moka::Expiry<[u8; 16], Arc<Session>> for SessionExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &[u8; 16],
+        value: &Arc<Session>,
+        _created_at: std::time::Instant,
+    ) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_secs(value.expires_at.saturating_sub(now())))
+    }
+
+    fn expire_after_update(
+        &self,
+        key: &[u8; 16],
+        value: &Arc<Session>,
+        updated_at: std::time::Instant,
+        _duration_until_expiry: Option<std::time::Duration>,
+    ) -> Option<std::time::Duration> {
+        self.expire_after_create(key, value, updated_at)
+    }
 }
 
 /// Sessions in this process's memory: fast, lost on restart, not shared between replicas.
-#[derive(Debug, Default)]
+/// Bounded (`sessions.cache.max_entries`): beyond it the least used sessions are evicted, and
+/// each session leaves at its own expiry. A concurrent cache, no global lock.
 pub struct MemoryStore {
-    sessions: Mutex<HashMap<[u8; 16], Arc<Session>>>,
+    sessions: moka::sync::Cache<[u8; 16], Arc<Session>>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").finish_non_exhaustive()
+    }
 }
 
 impl MemoryStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty store holding at most `max_entries` sessions.
+    pub fn new(max_entries: u64) -> Self {
+        Self {
+            sessions: moka::sync::Cache::builder()
+                .max_capacity(max_entries)
+                .expire_after(SessionExpiry)
+                .build(),
+        }
     }
 
-    /// Number of sessions held (expired ones included until swept).
+    /// Number of sessions held (after pending evictions are applied).
     pub fn len(&self) -> usize {
-        self.sessions.lock().map_or(0, |m| m.len())
+        self.sessions.run_pending_tasks();
+        usize::try_from(self.sessions.entry_count()).unwrap_or(usize::MAX)
     }
 
     /// True when no session is held.
@@ -65,44 +116,89 @@ impl MemoryStore {
 #[async_trait]
 impl Store for MemoryStore {
     async fn load(&self, ticket: &Ticket) -> Result<Option<Arc<Session>>, StoreError> {
-        let mut map = self
-            .sessions
-            .lock()
-            .map_err(|_| StoreError::Unavailable("poisoned lock".into()))?;
-        match map.get(&ticket.id) {
-            Some(s) if s.is_expired(now()) => {
-                map.remove(&ticket.id);
-                Ok(None)
-            }
-            Some(s) => Ok(Some(s.clone())),
-            None => Ok(None),
-        }
+        Ok(self.sessions.get(&ticket.id).filter(|s| !s.is_expired(now())))
     }
 
     async fn save(&self, ticket: &Ticket, session: Arc<Session>) -> Result<(), StoreError> {
-        let mut map = self
-            .sessions
-            .lock()
-            .map_err(|_| StoreError::Unavailable("poisoned lock".into()))?;
-        // Sweep expired sessions now and then, so abandoned ones do not pile up.
-        if map.len() >= 1024 && map.len().is_power_of_two() {
-            let t = now();
-            map.retain(|_, s| !s.is_expired(t));
-        }
-        map.insert(ticket.id, session);
+        self.sessions.insert(ticket.id, session);
         Ok(())
     }
 
-    async fn delete(&self, ticket: &Ticket) -> Result<(), StoreError> {
-        let mut map = self
+    async fn replace(&self, ticket: &Ticket, expected: u64, session: Arc<Session>) -> Result<bool, StoreError> {
+        use moka::ops::compute::Op;
+        let result = self
             .sessions
-            .lock()
-            .map_err(|_| StoreError::Unavailable("poisoned lock".into()))?;
-        map.remove(&ticket.id);
+            .entry(ticket.id)
+            .and_compute_with(|current| match current {
+                Some(entry) if entry.value().version == expected => Op::Put(session),
+                _ => Op::Nop,
+            });
+        Ok(matches!(result, moka::ops::compute::CompResult::ReplacedWith(_)))
+    }
+
+    async fn delete(&self, ticket: &Ticket) -> Result<(), StoreError> {
+        self.sessions.invalidate(&ticket.id);
         Ok(())
     }
 
     async fn ready(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::policy::Identity;
+
+    fn session(version: u64) -> Arc<Session> {
+        let t = now();
+        Arc::new(Session {
+            provider: "p".into(),
+            identity: Identity::default(),
+            access_token: None,
+            access_expires_at: None,
+            refresh_token: None,
+            id_token: None,
+            created_at: t,
+            refreshed_at: t,
+            expires_at: t + 3600,
+            version,
+        })
+    }
+
+    #[tokio::test]
+    async fn replace_is_a_compare_and_set_that_never_undoes_a_sign_out() {
+        let store = MemoryStore::new(100);
+        let ticket = Ticket::new().unwrap();
+        store.save(&ticket, session(0)).await.unwrap();
+        assert!(!store.replace(&ticket, 5, session(6)).await.unwrap(), "wrong version");
+        assert!(store.replace(&ticket, 0, session(1)).await.unwrap());
+        assert_eq!(store.load(&ticket).await.unwrap().unwrap().version, 1);
+        assert!(!store.replace(&ticket, 0, session(1)).await.unwrap(), "stale version");
+        store.delete(&ticket).await.unwrap();
+        assert!(!store.replace(&ticket, 1, session(2)).await.unwrap(), "signed out");
+        assert!(store.load(&ticket).await.unwrap().is_none(), "still signed out");
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_is_bounded_and_evicts() {
+        let store = MemoryStore::new(50);
+        for _ in 0..500 {
+            store.save(&Ticket::new().unwrap(), session(0)).await.unwrap();
+        }
+        assert!(store.len() <= 50, "{} sessions held", store.len());
+    }
+
+    #[tokio::test]
+    async fn a_session_leaves_the_memory_store_at_its_expiry() {
+        let store = MemoryStore::new(10);
+        let ticket = Ticket::new().unwrap();
+        let expired = Session {
+            expires_at: now().saturating_sub(1),
+            ..(*session(0)).clone()
+        };
+        store.save(&ticket, Arc::new(expired)).await.unwrap();
+        assert!(store.load(&ticket).await.unwrap().is_none());
     }
 }

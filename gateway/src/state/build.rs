@@ -356,6 +356,7 @@ fn build_auth(
     match AuthSettings::build(
         cookie,
         &gateway.providers,
+        &gateway.rate_limits,
         gateway.templates_dir.as_deref(),
         &base,
         prev,

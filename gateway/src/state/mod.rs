@@ -107,7 +107,10 @@ pub struct State {
     pub config_path: PathBuf,
     /// Where sessions live (outlives snapshots: a reload signs nobody out).
     pub sessions: Arc<dyn Store>,
-    refresh_locks: std::sync::Mutex<HashMap<[u8; 16], Arc<tokio::sync::Mutex<()>>>>,
+    /// Collapses concurrent refreshes of one session in this process.
+    pub refresh_locks: crate::session::locks::RefreshLocks,
+    /// Per-client-address counters of the rate limits.
+    pub rate_limiter: crate::auth::limits::RateLimiter,
 }
 
 impl State {
@@ -118,25 +121,11 @@ impl State {
             metrics,
             config_path,
             sessions,
-            refresh_locks: std::sync::Mutex::new(HashMap::new()),
+            refresh_locks: crate::session::locks::RefreshLocks::default(),
+            rate_limiter: crate::auth::limits::RateLimiter::default(),
         };
         state.publish_gauges(&state.snapshot());
         state
-    }
-
-    /// The lock that collapses concurrent refreshes of session `id` in this process.
-    pub fn refresh_lock(&self, id: &[u8; 16]) -> Arc<tokio::sync::Mutex<()>> {
-        match self.refresh_locks.lock() {
-            Ok(mut map) => map.entry(*id).or_default().clone(),
-            Err(_) => Arc::default(),
-        }
-    }
-
-    /// Forgets the refresh lock of session `id` once its refresh is done.
-    pub fn release_refresh_lock(&self, id: &[u8; 16]) {
-        if let Ok(mut map) = self.refresh_locks.lock() {
-            map.remove(id);
-        }
     }
 
     /// The snapshot being served: load it once per request and keep it.
@@ -210,7 +199,7 @@ pub(crate) mod test_support {
         .unwrap();
         let metrics = Arc::new(Metrics::new().unwrap());
         let snapshot = Snapshot::build(crate::config::load(&main).unwrap(), None, &metrics).unwrap();
-        let store = Arc::new(crate::session::MemoryStore::new());
+        let store = Arc::new(crate::session::MemoryStore::new(1000));
         (Arc::new(State::new(snapshot, metrics, main, store)), dir)
     }
 }

@@ -94,12 +94,49 @@ impl Idp {
                   "name": "Uma", "preferred_username": "uma", "groups": ["admins"] }
             ],
             "ttl": ttl,
+            // Advertised like many real providers do; tokens are signed with RS256.
+            "id_token_signing_algs": ["RS256", "ES256", "HS256"],
         })
     }
 
     /// The OpenID provider with one client whose callbacks are on `origins`.
     pub fn start(ca: &TestCa, client_id: &str, secret: &str, origins: &[String], ttl: serde_json::Value) -> Idp {
         Self::start_script(ca, "server.mjs", Self::config(client_id, secret, origins, ttl))
+    }
+
+    fn hooks_client(ca: &TestCa) -> reqwest::Client {
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca.cert_pem()).unwrap())
+            .tls_built_in_root_certs(false)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    }
+
+    /// `(token endpoint calls, successful refresh grants)` so far (`GET /__stats`).
+    pub async fn token_stats(&self, ca: &TestCa) -> (u64, u64) {
+        let v: serde_json::Value = Self::hooks_client(ca)
+            .get(format!("{}/__stats", self.issuer))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (
+            v["token_calls"].as_u64().unwrap(),
+            v["refresh_grants"].as_u64().unwrap(),
+        )
+    }
+
+    /// Sets token endpoint faults (`token_status`, `token_delay_ms`; 0 clears).
+    pub async fn set_fault(&self, ca: &TestCa, name: &str, value: u64) {
+        let r = Self::hooks_client(ca)
+            .post(format!("{}/__control?{name}={value}", self.issuer))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
     }
 
     pub fn logs(&self) -> String {

@@ -137,8 +137,13 @@ function validateConfig(configPath, cfg) {
     }
   }
 
+  if (cfg.id_token_signing_algs !== undefined && !isStringArray(cfg.id_token_signing_algs)) {
+    throw new ConfigError('"id_token_signing_algs" must be an array of JWS algorithm names');
+  }
+  const idTokenAlgs = cfg.id_token_signing_algs;
+
   return {
-    listenAddr, issuerHost, tls, clients, users, ttl, rotation, keys,
+    listenAddr, issuerHost, tls, clients, users, ttl, rotation, keys, idTokenAlgs,
     logRequests: cfg.log_requests === true || process.env.IDP_LOG_REQUESTS === '1',
   };
 }
@@ -179,6 +184,8 @@ function providerConfiguration(conf, Provider) {
       id_token_signed_response_alg: signingAlg,
     },
     jwks: { keys },
+    // What discovery advertises (e.g. with HS256, as many providers do).
+    ...(conf.idTokenAlgs ? { enabledJWA: { idTokenSigningAlgValues: conf.idTokenAlgs } } : {}),
     // Cookie signing keys: random per process (state lives in memory anyway).
     cookies: {
       keys: [crypto.randomBytes(32).toString('base64url')],
@@ -421,10 +428,42 @@ async function main() {
     });
   }
 
+  // Test hooks: token endpoint call counts (GET /__stats) and faults (POST /__control?...).
+  const stats = { token_calls: 0, refresh_grants: 0 };
+  const faults = { token_status: 0, token_delay_ms: 0 };
+  provider.on('grant.success', (ctx) => {
+    if (ctx.oidc?.params?.grant_type === 'refresh_token') stats.refresh_grants += 1;
+  });
   const oidc = provider.callback();
   const interactions = makeInteractionHandler(provider, conf);
+  const tokenEndpoint = new URL(provider.urlFor('token')).pathname;
   handler = (req, res) => {
     const url = new URL(req.url, issuer);
+    if (url.pathname === '/__stats' && req.method === 'GET') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(stats));
+      return;
+    }
+    if (url.pathname === '/__control' && req.method === 'POST') {
+      for (const k of Object.keys(faults)) {
+        if (url.searchParams.has(k)) faults[k] = Number(url.searchParams.get(k)) || 0;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(faults));
+      return;
+    }
+    if (url.pathname === tokenEndpoint && req.method === 'POST') {
+      stats.token_calls += 1;
+      if (faults.token_status) {
+        res.writeHead(faults.token_status, { 'content-type': 'application/json' });
+        res.end('{"error":"temporarily_unavailable"}');
+        return;
+      }
+      if (faults.token_delay_ms) {
+        setTimeout(() => oidc(req, res), faults.token_delay_ms);
+        return;
+      }
+    }
     if (conf.logRequests) {
       res.on('finish', () => log(`${req.method} ${url.pathname} -> ${res.statusCode}`));
     }

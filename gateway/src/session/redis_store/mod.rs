@@ -12,21 +12,25 @@
 //!   event and by a periodic check. Writes are confirmed with `WAIT 1`, and each gateway keeps a
 //!   journal of its writes of the last seconds that it replays on the new master after a switch,
 //!   so an acknowledged write is not lost to a failover.
+//! - **Refresh**: a refresh replaces a session only when the record still holds the version it
+//!   read (a Lua compare-and-set; see [`ops`]), so a sign-out or another replica's refresh in
+//!   the meantime is never undone; the cross-replica refresh lock `<prefix>lk:<id>` holds a
+//!   random token and is deleted only by its owner (compare-and-delete).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use async_trait::async_trait;
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{ConnectionAddr, ErrorKind, RedisError, ServerErrorKind};
 
-use super::seal::{open_raw, seal_raw};
-use super::store::{Store, StoreError};
+use super::store::StoreError;
 use super::{now, Session, Ticket};
+
+mod ops;
 use crate::config::schema::{CacheSpec, RedisSpec};
 use crate::metrics::Metrics;
 
@@ -556,163 +560,6 @@ async fn sentinel_events(weak: std::sync::Weak<RedisStore>) {
             let _ = store.reresolve(seen, "event").await;
         }
     }
-}
-
-#[async_trait]
-impl Store for RedisStore {
-    async fn load(&self, ticket: &Ticket) -> Result<Option<Arc<Session>>, StoreError> {
-        if self.revoked.get(&ticket.id).is_none() {
-            if let Some(s) = self.cache.get(&ticket.id).await {
-                self.metrics.session_cache.with_label_values(&["hit"]).inc();
-                return Ok(Some(s));
-            }
-        }
-        self.metrics.session_cache.with_label_values(&["miss"]).inc();
-        let key = self.key(ticket);
-        let aad = Self::aad(ticket);
-        let sealed_key = ticket.key;
-        // Concurrent misses for one session make one Redis call.
-        let loaded = self
-            .cache
-            .try_get_with(ticket.id, async {
-                let blob: Option<Vec<u8>> = self
-                    .run("get", |mut c| {
-                        let key = key.clone();
-                        async move { redis::cmd("GET").arg(&key).query_async(&mut c).await }
-                    })
-                    .await
-                    .map_err(LoadError::Store)?;
-                let blob = blob.ok_or(LoadError::Missing)?;
-                let plain = open_raw(&sealed_key, &aad, &blob).ok_or(LoadError::Missing)?;
-                let session: Session = serde_json::from_slice(&plain).map_err(|_| LoadError::Missing)?;
-                Ok::<_, LoadError>(Arc::new(session))
-            })
-            .await;
-        match loaded {
-            Ok(s) if s.is_expired(now()) => Ok(None),
-            Ok(s) => {
-                self.revoked.invalidate(&ticket.id);
-                Ok(Some(s))
-            }
-            Err(e) => match &*e {
-                LoadError::Missing => Ok(None),
-                LoadError::Store(err) => Err(err.clone()),
-            },
-        }
-    }
-
-    async fn save(&self, ticket: &Ticket, session: Arc<Session>) -> Result<(), StoreError> {
-        let plain = serde_json::to_vec(&*session).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let blob =
-            seal_raw(&ticket.key, &Self::aad(ticket), &plain).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let expires_at_ms = session.expires_at * 1000;
-        let key = self.key(ticket);
-        let wait_ms = self.command_timeout.as_millis() as u64;
-        let acked: (i64,) = self
-            .run("save", |mut c| {
-                let (key, blob) = (key.clone(), blob.clone());
-                async move {
-                    redis::pipe()
-                        .cmd("SET")
-                        .arg(&key)
-                        .arg(blob.as_slice())
-                        .arg("PXAT")
-                        .arg(expires_at_ms)
-                        .ignore()
-                        .cmd("WAIT")
-                        .arg(1)
-                        .arg(wait_ms)
-                        .query_async(&mut c)
-                        .await
-                }
-            })
-            .await?;
-        if acked.0 < 1 {
-            self.metrics
-                .redis_errors
-                .with_label_values(&["save", "unreplicated"])
-                .inc();
-        }
-        self.journal(key, Op::Set { blob, expires_at_ms });
-        self.revoked.invalidate(&ticket.id);
-        self.cache.insert(ticket.id, session).await;
-        Ok(())
-    }
-
-    async fn delete(&self, ticket: &Ticket) -> Result<(), StoreError> {
-        let key = self.key(ticket);
-        let channel = self.channel.clone();
-        let id = ticket.id_hex();
-        self.run("delete", |mut c| {
-            let (key, channel, id) = (key.clone(), channel.clone(), id.clone());
-            async move {
-                redis::pipe()
-                    .cmd("DEL")
-                    .arg(&key)
-                    .ignore()
-                    .cmd("PUBLISH")
-                    .arg(&channel)
-                    .arg(&id)
-                    .ignore()
-                    .query_async::<()>(&mut c)
-                    .await
-            }
-        })
-        .await?;
-        self.metrics.invalidations.with_label_values(&["sent"]).inc();
-        self.journal(key, Op::Del);
-        self.revoked.insert(ticket.id, ());
-        self.cache.invalidate(&ticket.id).await;
-        Ok(())
-    }
-
-    async fn lock(&self, ticket: &Ticket, ttl: Duration) -> Result<bool, StoreError> {
-        let key = format!("{}lk:{}", self.prefix, ticket.id_hex());
-        let ms = ttl.as_millis() as u64;
-        let set: Option<String> = self
-            .run("lock", |mut c| {
-                let key = key.clone();
-                async move {
-                    redis::cmd("SET")
-                        .arg(&key)
-                        .arg("1")
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(ms)
-                        .query_async(&mut c)
-                        .await
-                }
-            })
-            .await?;
-        Ok(set.is_some())
-    }
-
-    async fn unlock(&self, ticket: &Ticket) -> Result<(), StoreError> {
-        let key = format!("{}lk:{}", self.prefix, ticket.id_hex());
-        self.run("unlock", |mut c| {
-            let key = key.clone();
-            async move { redis::cmd("DEL").arg(&key).query_async::<()>(&mut c).await }
-        })
-        .await
-    }
-
-    async fn forget_cached(&self, ticket: &Ticket) {
-        self.cache.invalidate(&ticket.id).await;
-    }
-
-    async fn ready(&self) -> bool {
-        self.run("ping", |mut c| async move {
-            redis::cmd("PING").query_async::<String>(&mut c).await
-        })
-        .await
-        .is_ok()
-    }
-}
-
-#[derive(Debug)]
-enum LoadError {
-    Missing,
-    Store(StoreError),
 }
 
 #[cfg(test)]
