@@ -4,7 +4,6 @@
 
 mod build;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
