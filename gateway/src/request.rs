@@ -24,6 +24,8 @@ pub enum Rejection {
     AmbiguousPath,
     /// 400: Host missing, repeated or malformed.
     BadHost,
+    /// 400: more than one `Authorization` header (which one would the upstream believe?).
+    DuplicateAuthorization,
 }
 
 impl Rejection {
@@ -32,7 +34,7 @@ impl Rejection {
         match self {
             Self::UriTooLong => Page::URI_TOO_LONG,
             Self::HeadersTooLarge => Page::HEADERS_TOO_LARGE,
-            Self::BadTarget | Self::BadPath | Self::AmbiguousPath => Page::BAD_REQUEST,
+            Self::BadTarget | Self::BadPath | Self::AmbiguousPath | Self::DuplicateAuthorization => Page::BAD_REQUEST,
             Self::BadHost => Page::BAD_HOST,
         }
     }
@@ -46,6 +48,7 @@ impl Rejection {
             Self::BadPath => "bad_path",
             Self::AmbiguousPath => "ambiguous_path",
             Self::BadHost => "bad_host",
+            Self::DuplicateAuthorization => "duplicate_authorization",
         }
     }
 }
@@ -68,6 +71,9 @@ pub fn inspect<'a>(
     let asterisk = req.method == http::Method::OPTIONS && target == b"*";
     if !origin_form && !asterisk && absolute_authority(target).is_none() {
         return Err(Rejection::BadTarget);
+    }
+    if req.headers.get_all(http::header::AUTHORIZATION).iter().nth(1).is_some() {
+        return Err(Rejection::DuplicateAuthorization);
     }
     let raw_host = raw_host(req).map_err(|_| Rejection::BadHost)?;
     let host = normalize_host(raw_host).map_err(|_| Rejection::BadHost)?;
@@ -162,6 +168,21 @@ mod tests {
             inspect(&req("/", &[("Host", "a.com"), ("X-Big", &big)]), &s).unwrap_err(),
             Rejection::HeadersTooLarge
         );
+    }
+
+    #[test]
+    fn a_second_authorization_header_is_refused_on_every_route() {
+        let r = req(
+            "/",
+            &[
+                ("Host", "a.com"),
+                ("Authorization", "Bearer a"),
+                ("Authorization", "Bearer b"),
+            ],
+        );
+        assert_eq!(inspect(&r, &settings()).unwrap_err(), Rejection::DuplicateAuthorization);
+        let one = req("/", &[("Host", "a.com"), ("Authorization", "Bearer a")]);
+        assert!(inspect(&one, &settings()).is_ok());
     }
 
     #[test]
