@@ -87,6 +87,11 @@
 #   MAX_SOCKET_ERRORS=10  fail when one run has more socket errors than this
 #   FOREIGN_WARN=10       warn when other processes used more than this % of the machine's CPU
 #                         during a run (the report has a "foreign CPU %" column per run)
+#   ACCESS_LOG_OFF=1      also run every authgate case (but nginx-auth-request's auth service) a
+#                         second time with the access and audit logs off, as CASE-nolog (same
+#                         configuration on other ports, interleaved in the same rounds); 0: only
+#                         with the logs on. CASE itself always runs as production does: JSON logs
+#                         (--log-format json), access and audit lines on, to stdout (a file here)
 #   SKIP_BUILD=1          use the binaries already in target/release
 #   AUTHGATE_BIN, BARE_BIN   use these binaries instead (implies no build); useful when another
 #                         cargo command (cargo bench) may overwrite target/release meanwhile
@@ -109,6 +114,7 @@ CASES="${CASES:-gateway-plain bare-pingora nginx-tls gateway-auth-cached gateway
 MAX_SOCKET_ERRORS="${MAX_SOCKET_ERRORS:-10}"
 FOREIGN_WARN="${FOREIGN_WARN:-10}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
+ACCESS_LOG_OFF="${ACCESS_LOG_OFF:-1}"
 PORT_BASE="${PORT_BASE:-18000}"
 RESULTS="${RESULTS:-$ROOT/loadtest/results/latest.md}"
 SESSIONS="${SESSIONS:-100000}"
@@ -161,7 +167,19 @@ WRK_CASES=""
 for c in $CASES; do
   [[ " $KNOWN_CASES " == *" $c "* ]] || die "unknown case '$c' (known: $KNOWN_CASES)"
   [[ "$c" == login-storm ]] || WRK_CASES+="${WRK_CASES:+ }$c"
+  # The same authgate with its access and audit logs off, right after it (see ACCESS_LOG_OFF).
+  if [[ "$ACCESS_LOG_OFF" == 1 && "$c" == gateway-* ]]; then WRK_CASES+=" $c-nolog"; fi
 done
+# base_of CASE: the case a -nolog variant is a copy of (the case itself otherwise).
+base_of() { echo "${1%-nolog}"; }
+# nolog CASE: true for a variant with the logs off.
+nolog() { [[ "$1" == *-nolog ]]; }
+# The environment of an authgate: diagnostics at warn (and the configuration module at info, for its
+# "configuration reloaded ... took_ms" lines); with the logs on, JSON with access and audit lines.
+gw_env() {
+  if nolog "$1"; then echo "AUTHGATE_LOG=warn,authgate::config=info"
+  else echo "AUTHGATE_LOG=warn,authgate::config=info,authgate::access=info,authgate::audit=info AUTHGATE_LOG_FORMAT=json"; fi
+}
 has() { [[ " $CASES " == *" $1 "* ]]; }
 NEEDS_AUTH=0
 for c in gateway-auth-cached gateway-auth-miss gateway-bearer gateway-1000-apps gateway-reload nginx-auth-request login-storm; do
@@ -477,6 +495,7 @@ if [[ "$NEEDS_AUTH" == 1 ]]; then
 fi
 
 port_of() {
+  if nolog "$1"; then echo $(($(port_of "$(base_of "$1")") + 100)); return; fi
   case "$1" in
     gateway-plain) echo "$GATEWAY_PORT" ;;
     bare-pingora) echo "$BARE_PORT" ;;
@@ -496,6 +515,7 @@ procs_of() {
 
 # admin_of CASE: the admin port of the authgate whose metrics describe the case (empty: none).
 admin_of() {
+  if nolog "$1"; then echo $(($(admin_of "$(base_of "$1")") + 100)); return; fi
   case "$1" in
     nginx-auth-request) echo "${GW_ADMIN[gw-authsvc]}" ;;
     *) echo "${GW_ADMIN[$1]:-}" ;;
@@ -508,7 +528,7 @@ probe() {
   local c="$1" port host="$AUTH_HOST" body code
   local -a cred=()
   port="$(port_of "$c")"
-  case "$c" in
+  case "$(base_of "$c")" in
     gateway-plain|bare-pingora|nginx-tls) host="$HOST_NAME" ;;
     gateway-bearer) cred=(-H "Authorization: Bearer $ID_TOKEN") ;;
     *) cred=(-H "Cookie: $FIRST_COOKIE") ;;
@@ -524,25 +544,36 @@ probe() {
 # start_gateway NAME: an authgate with the configuration in $WORK/NAME.
 start_gateway() {
   local name="$1"
-  log "starting $name on 127.0.0.1:${GW_PORT[$name]}"
-  # Info for the configuration module only: its "configuration reloaded ... took_ms=" lines.
+  log "starting $name on 127.0.0.1:$(port_of "$name")"
   local t0 t1
   t0="$(date +%s%N)"
-  start "$name" env AUTHGATE_LOG="warn,authgate::config=info" "$AUTHGATE" run -c "$WORK/$name/gateway.yaml"
+  # shellcheck disable=SC2046
+  start "$name" env $(gw_env "$name") "$AUTHGATE" run -c "$WORK/$name/gateway.yaml"
   # Many apps with their own upstreams take long to start (see the report): up to 10 minutes.
-  WAIT_TRIES=6000 wait_for "$name" curl -sf --max-time 1 "http://127.0.0.1:${GW_ADMIN[$name]}/ready"
+  WAIT_TRIES=6000 wait_for "$name" curl -sf --max-time 1 "http://127.0.0.1:$(admin_of "$name")/ready"
   t1="$(date +%s%N)"
   STARTUP_MS[$name]=$(((t1 - t0) / 1000000))
   log "$name ready after ${STARTUP_MS[$name]} ms"
 }
 declare -A STARTUP_MS=()
 
+# nolog_config CASE: $WORK/CASE-nolog, a copy of CASE's configuration on its own ports.
+nolog_config() {
+  local c="$1" src="$WORK/$1" dst="$WORK/$1-nolog"
+  [[ "$c" == gateway-plain ]] && src="$WORK/gateway"
+  cp -r "$src" "$dst"
+  sed -i -e "s/127.0.0.1:$(port_of "$c")\"/127.0.0.1:$(port_of "$c-nolog")\"/" \
+    -e "s/127.0.0.1:$(admin_of "$c")\"/127.0.0.1:$(admin_of "$c-nolog")\"/" "$dst/gateway.yaml"
+}
+[[ -d "$WORK/gateway-plain" ]] || ln -s "$WORK/gateway" "$WORK/gateway-plain"
+for c in $WRK_CASES; do
+  if nolog "$c"; then nolog_config "$(base_of "$c")"; fi
+done
+
 for c in $WRK_CASES; do
   case "$c" in
-    gateway-plain)
-      log "starting authgate on 127.0.0.1:$GATEWAY_PORT"
-      start gateway-plain env AUTHGATE_LOG=warn "$AUTHGATE" run -c "$WORK/gateway/gateway.yaml"
-      wait_for gateway-plain curl -sf --max-time 1 "http://127.0.0.1:$ADMIN_PORT/ready"
+    gateway-plain|gateway-plain-nolog)
+      start_gateway "$c"
       ;;
     bare-pingora)
       log "starting bare-pingora on 127.0.0.1:$BARE_PORT"
@@ -617,9 +648,10 @@ children_ticks() {
 
 # upstream_accepts CASE: connections the case's upstream nginx has accepted so far.
 upstream_accepts() {
-  local port="$UPSTREAM_PORT"
-  [[ "$1" == gateway-1000-apps ]] && port=$((MANY_BASE + 1))
-  [[ "$1" == gateway-reload ]] && port=$((MANY_BASE + MANY_APPS + 1))
+  local port="$UPSTREAM_PORT" c
+  c="$(base_of "$1")"
+  [[ "$c" == gateway-1000-apps ]] && port=$((MANY_BASE + 1))
+  [[ "$c" == gateway-reload ]] && port=$((MANY_BASE + MANY_APPS + 1))
   curl -sf --max-time 2 "http://127.0.0.1:$port/nginx_status" | awk 'NR == 3 { print $1 }'
 }
 
@@ -687,7 +719,7 @@ statuses() {
 run_wrk() {
   local c="$1" d="$2" out="$3" url
   url="https://127.0.0.1:$(port_of "$c")/"
-  case "$c" in
+  case "$(base_of "$c")" in
     gateway-plain|bare-pingora|nginx-tls)
       wrk --latency -t "$THREADS" -c "$CONNECTIONS" -d "$d" -H "Host: $HOST_NAME" "$url" >"$out" 2>&1 ;;
     gateway-bearer)
@@ -709,7 +741,7 @@ run_wrk() {
 # that every rewrite changes the file; atomically (temporary file, then rename), as a
 # config-management tool or a Kubernetes volume would.
 rewrite_loop() {
-  local n="$1" tag="$2" k dir="$WORK/gateway-reload/apps.d"
+  local n="$1" tag="$2" k dir="$WORK/${3:-gateway-reload}/apps.d"
   for ((k = 1; k <= n; k++)); do
     sleep "$RELOAD_INTERVAL"
     # app0001's upstream is the first port of upstream-reload in both MANY_APPS_UPSTREAMS modes.
@@ -757,8 +789,8 @@ measure() {
   t0="$(cpu_of "$c")"
   local s0=0 s1=0
   [[ "$c" == nginx-auth-request ]] && s0="$(cpu_ticks gw-authsvc)"
-  if [[ "$c" == gateway-reload ]]; then
-    rewrite_loop "$(($(seconds "$DURATION") / RELOAD_INTERVAL))" "r$round" &
+  if [[ "$(base_of "$c")" == gateway-reload ]]; then
+    rewrite_loop "$(($(seconds "$DURATION") / RELOAD_INTERVAL))" "r$round" "$c" &
     rw=$!
     PID[rewrite]=$rw
   fi
@@ -835,14 +867,14 @@ measure() {
     if ((h1 - h0 + x1 - x0 > 0)); then
       hit="$(awk -v h=$((h1 - h0)) -v x=$((x1 - x0)) 'BEGIN { printf "%.1f", 100 * h / (h + x) }')"
     fi
-    if [[ "$c" != gateway-plain ]]; then
+    if [[ "$(base_of "$c")" != gateway-plain ]]; then
       gets="$(awk -v g=$((g1 - g0)) -v n="$requests" 'BEGIN { printf "%.2f", g / n }')"
     fi
-    if [[ "$c" == gateway-reload ]]; then
+    if [[ "$(base_of "$c")" == gateway-reload ]]; then
       reloads=$(($(metric "$WORK/m1" 'authgate_config_reloads_total{result="success"}') - $(metric "$WORK/m0" 'authgate_config_reloads_total{result="success"}')))
       rfail=$(($(metric "$WORK/m1" 'authgate_config_reloads_total{result="failure"}') - $(metric "$WORK/m0" 'authgate_config_reloads_total{result="failure"}')))
       tail -n +"$((lines0 + 1))" "$WORK/$c.log" | grep 'configuration reloaded' \
-        | sed -n 's/.*took_ms=\([0-9]*\).*/\1/p' | sed "s/^/$round\t/" >>"$RELOAD_TOOK" || true
+        | sed -n 's/.*took_ms"\{0,1\}[=:]\([0-9]*\).*/\1/p' | sed "s/^/$round\t/" >>"$RELOAD_TOOK" || true
       [[ "$rfail" -eq 0 ]] || die "$c round $round: $rfail reloads were rejected"
     fi
   fi
@@ -873,7 +905,7 @@ measure() {
 # touch_sessions: loads every minted session into gateway-1000-apps' cache (each cookie sent once,
 # spread over the hosts), then records how many sessions the cache took in and the memory.
 touch_sessions() {
-  local c=gateway-1000-apps rps dur t0 t1 misses hits
+  local c="${1:-gateway-1000-apps}" rps dur t0 t1 misses hits
   log "$c: warm-up ($WARMUP) to measure its rate"
   local w="$WARMUP"
   [[ "$w" != 0 ]] || w=3s
@@ -904,7 +936,12 @@ N_CASES=${#CASE_LIST[@]}
 LOADAVG_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 for c in "${CASE_LIST[@]}"; do
-  if [[ "$c" == gateway-1000-apps ]]; then
+  if [[ "$c" == gateway-1000-apps-nolog ]]; then
+    # Its own cache, loaded the same way; the report's touch figures are gateway-1000-apps'.
+    declare -A SAVED=([r]="$TOUCH_REQUESTS" [s]="$TOUCH_SECONDS" [t]="$TOUCHED" [m]="$TOUCH_RSS_MB" [h]="$TOUCH_HWM_MB")
+    touch_sessions "$c"
+    TOUCH_REQUESTS="${SAVED[r]}" TOUCH_SECONDS="${SAVED[s]}" TOUCHED="${SAVED[t]}" TOUCH_RSS_MB="${SAVED[m]}" TOUCH_HWM_MB="${SAVED[h]}"
+  elif [[ "$c" == gateway-1000-apps ]]; then
     touch_sessions
   elif [[ "$WARMUP" != "0" ]]; then
     log "warming up $c ($WARMUP)"
@@ -916,6 +953,14 @@ for ((r = 1; r <= ROUNDS; r++)); do
   for ((i = 0; i < N_CASES; i++)); do
     measure "${CASE_LIST[$(((i + r - 1) % N_CASES))]}" "$r"
   done
+done
+
+# Access-log lines dropped by each authgate over the whole run (its writer never blocks a request).
+declare -A DROPPED=()
+for c in "${CASE_LIST[@]}"; do
+  [[ "$c" == gateway-* ]] || continue
+  metrics_to "$c" "$WORK/m-end"
+  DROPPED[$c]="$(metric "$WORK/m-end" authgate_access_log_dropped_total)"
 done
 
 # --- the login storm (k6) ------------------------------------------------------------
@@ -1034,6 +1079,25 @@ report() {
   if ran gateway-1000-apps && ran gateway-auth-cached; then
     echo "CPU per request, gateway-1000-apps / gateway-auth-cached: $(ratio gateway-1000-apps gateway-auth-cached)×"
   fi
+  if [[ "$ACCESS_LOG_OFF" == 1 ]]; then
+    echo
+    echo "## The access log's cost"
+    echo
+    echo "Each authgate case ran twice, interleaved: as production runs it (JSON access and audit lines on stdout," \
+      "here a file) and as CASE-nolog with both logs off. Ratios of medians; bare-pingora has no access log."
+    echo
+    echo "| case | CPU µs/req, logs on | logs off | on / off | on / bare-pingora | off / bare-pingora | p99 ms on / off | lines dropped |"
+    echo "|---|--:|--:|--:|--:|--:|--:|--:|"
+    local c2 base
+    for c2 in "${CASE_LIST[@]}"; do
+      nolog "$c2" || continue
+      base="$(base_of "$c2")"
+      ran "$base" || continue
+      printf '| %s | %.1f | %.1f | %s | %s | %s | %.2f / %.2f | %s |\n' "$base" "$(med "$base" 3)" "$(med "$c2" 3)" \
+        "$(ratio "$base" "$c2")" "$(ran bare-pingora && ratio "$base" bare-pingora || echo -)" \
+        "$(ran bare-pingora && ratio "$c2" bare-pingora || echo -)" "$(med "$base" 6)" "$(med "$c2" 6)" "${DROPPED[$base]:-?}"
+    done
+  fi
   awk -F'\t' -v w="$FOREIGN_WARN" '{ if ($11 > m) m = $11; if ($11 > w) n++ } END {
     printf "\nOther processes used at most %d%% of the machine'"'"'s CPU during a run", m
     if (n) printf " (**%d runs above %d%%: treat them with suspicion**)", n, w
@@ -1090,9 +1154,21 @@ report() {
   echo
   echo "| target | measured | status |"
   echo "|---|---|---|"
+  if ran gateway-plain && ran gateway-plain-nolog; then
+    local r; r="$(ratio gateway-plain gateway-plain-nolog)"
+    echo "| access log on ≤ 1.05× off (public route) | $(med gateway-plain 3) vs $(med gateway-plain-nolog 3) µs = ${r}× | $(verdict "$(awk -v r="$r" 'BEGIN { print (r <= 1.05) }')") |"
+  fi
+  if ran gateway-auth-cached && ran gateway-auth-cached-nolog; then
+    local r; r="$(ratio gateway-auth-cached gateway-auth-cached-nolog)"
+    echo "| access log on ≤ 1.05× off (authenticated, cached) | $(med gateway-auth-cached 3) vs $(med gateway-auth-cached-nolog 3) µs = ${r}× | $(verdict "$(awk -v r="$r" 'BEGIN { print (r <= 1.05) }')") |"
+  fi
+  if ran gateway-plain && ran bare-pingora; then
+    local r; r="$(ratio gateway-plain bare-pingora)"
+    echo "| public route CPU/req ≤ 1.10× bare Pingora, log on | $(med gateway-plain 3) vs $(med bare-pingora 3) µs = ${r}× | $(verdict "$(awk -v r="$r" 'BEGIN { print (r <= 1.10) }')") |"
+  fi
   if ran gateway-auth-cached && ran bare-pingora; then
     local r; r="$(ratio gateway-auth-cached bare-pingora)"
-    echo "| authenticated cached CPU/req ≤ 1.15× bare Pingora | $(med gateway-auth-cached 3) vs $(med bare-pingora 3) µs = ${r}× | $(verdict "$(awk -v r="$r" 'BEGIN { print (r <= 1.15) }')") |"
+    echo "| authenticated cached CPU/req ≤ 1.20× bare Pingora, log on | $(med gateway-auth-cached 3) vs $(med bare-pingora 3) µs = ${r}× | $(verdict "$(awk -v r="$r" 'BEGIN { print (r <= 1.20) }')") |"
   fi
   if ran gateway-auth-cached && ran nginx-tls; then
     local r; r="$(ratio gateway-auth-cached nginx-tls)"

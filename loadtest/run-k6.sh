@@ -190,7 +190,9 @@ EOF
 "$AUTHGATE" check -c "$GW/gateway.yaml" >"$WORK/check.log" 2>&1 \
   || { cat "$WORK/check.log" >&2; die "the generated configuration does not pass authgate check"; }
 log "starting the gateway on 127.0.0.1:$HTTPS_PORT ($APPS protected apps + public.example.com)"
-start gateway env AUTHGATE_LOG="${AUTHGATE_LOG:-info,authgate::access=off}" "$AUTHGATE" run -c "$GW/gateway.yaml"
+# As production runs it: JSON, access and audit lines on (AUTHGATE_LOG=info,authgate::access=off to compare).
+start gateway env AUTHGATE_LOG="${AUTHGATE_LOG:-info}" AUTHGATE_LOG_FORMAT="${AUTHGATE_LOG_FORMAT:-json}" \
+  "$AUTHGATE" run -c "$GW/gateway.yaml"
 wait_for gateway curl -sf --max-time 1 "http://127.0.0.1:$ADMIN_PORT/ready"
 
 log "minting $SESSIONS sessions"
@@ -277,7 +279,7 @@ for s in $SCENARIOS; do
       } >>"$REPORT"
       ;;
     reload)
-      reloads_before="$(grep -c 'configuration reloaded' "$WORK/gateway.log" || true)"
+      reloads_before="$(wc -l <"$WORK/gateway.log")"   # lines so far: only later reloads count
       n=$(((DURATION_S - 2) / RELOAD_INTERVAL))
       rewrite_loop "$n" &
       PID[rewrite]=$!
@@ -287,7 +289,7 @@ for s in $SCENARIOS; do
       sleep 1
       curl -sf --max-time 2 "http://127.0.0.1:$ADMIN_PORT/metrics" >"$WORK/metrics.txt"
       tail -n +"$((reloads_before + 1))" "$WORK/gateway.log" | grep 'configuration reloaded' \
-        | sed -n 's/.*took_ms=\([0-9]*\).*/\1/p' >"$WORK/took.txt" || true
+        | sed -n 's/.*took_ms"\{0,1\}[=:]\([0-9]*\).*/\1/p' >"$WORK/took.txt" || true
       {
         echo "## reload"
         echo "- rewrites of app0001.yaml: $n (every ${RELOAD_INTERVAL}s); reloads applied: $(wc -l <"$WORK/took.txt"); rejected: $(metric "$WORK/metrics.txt" 'authgate_config_reloads_total{result="failure"}')"

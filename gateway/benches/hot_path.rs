@@ -163,5 +163,49 @@ fn session_hot_path(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, host_lookup, request_checks, session_hot_path);
+/// One access-log line formatted as JSON into a reused buffer, and the request's ids
+/// (X-Request-Id, traceparent) read and set: the per-request cost of the access log on a
+/// worker thread, without the writer thread's batched write.
+fn access_log_line(c: &mut Criterion) {
+    use authgate::access_log::format::Line;
+    use authgate::logging::LogFormat;
+    use authgate::trace_context::RequestTrace;
+    let mut req = RequestHeader::build("GET", b"/reports/2026?x=1", None).unwrap();
+    req.insert_header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .unwrap();
+    let mut buf = Vec::with_capacity(1024);
+    c.bench_function("access_log/json_line", |b| {
+        b.iter(|| {
+            let mut line = Line::begin(&mut buf, LogFormat::Json, "authgate::access");
+            line.str("request_id", "5f0c2a9d3b7e4f1a8c6d0e2b4a9f7c31")
+                .str("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736")
+                .str("span_id", "a1b2c3d4e5f60718")
+                .display("client", Some(std::net::Ipv4Addr::new(10, 0, 3, 7)))
+                .str("method", "GET")
+                .str("host", "app1.example.com")
+                .str("path", "/reports/2026")
+                .u64("status", 200)
+                .str("app", "app1")
+                .opt_str("user", Some("alice@example.com"))
+                .opt_str("auth", Some("allowed"))
+                .display("upstream", Some(std::net::SocketAddr::from(([10, 1, 0, 12], 8080))))
+                .millis("duration_ms", std::time::Duration::from_micros(3127))
+                .opt_millis("upstream_ms", Some(std::time::Duration::from_micros(2804)))
+                .u64("bytes", 5120)
+                .opt_str("error", None);
+            line.end();
+            std::hint::black_box(buf.len())
+        })
+    });
+    c.bench_function("access_log/request_ids", |b| {
+        b.iter(|| {
+            let trace = RequestTrace::from_request(&req, false);
+            let mut up = req.clone();
+            trace.apply_upstream(&mut up).unwrap();
+            std::hint::black_box(up)
+        })
+    });
+}
+
+criterion_group!(benches, host_lookup, request_checks, session_hot_path, access_log_line);
 criterion_main!(benches);

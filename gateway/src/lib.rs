@@ -6,6 +6,7 @@
 //!
 //! | module | job |
 //! |---|---|
+//! | [`access_log`] | the access and audit logs, written off the request path |
 //! | [`config`] | YAML schema, loading, errors that name file and field, the reload watcher |
 //! | [`state`] | the compiled, immutable [`state::Snapshot`] and the `ArcSwap` holding it |
 //! | [`tls`] | certificate store and SNI selection |
@@ -15,6 +16,7 @@
 //! | [`auth`] | providers, policy, login flow, `/oauth2/*`, identity headers |
 //! | [`session`] | sessions, sealed ticket cookies, the session store |
 //! | [`proxy`] | the Pingora `ProxyHttp` glue |
+//! | [`trace_context`] | `X-Request-Id` and W3C `traceparent` |
 //! | [`pages`] | error pages the gateway writes itself |
 //! | [`admin`] | admin endpoints and the HTTP→HTTPS redirect |
 //! | [`metrics`] | Prometheus metrics |
@@ -27,6 +29,7 @@
 
 #![warn(clippy::all)]
 
+pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod client;
@@ -48,4 +51,5 @@ pub mod signals;
 pub mod state;
 pub mod target;
 pub mod tls;
+pub mod trace_context;
 pub mod upstream;

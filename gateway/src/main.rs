@@ -131,7 +131,7 @@ enum SessionCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    logging::init(cli.log_format, matches!(cli.command, Command::Run { .. }));
     match cli.command {
         Command::Run { config, upgrade } => {
             let sockets = if upgrade {

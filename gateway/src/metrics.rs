@@ -1,11 +1,20 @@
 //! Prometheus metrics: every outcome an operator would alert on.
 //!
 //! Metrics live in their own [`Registry`] (not the process-global one), created once at
-//! start-up and shared through [`crate::state::State`]; tests build their own.
+//! start-up and shared through [`crate::state::State`]; tests build their own. Counters with a
+//! known set of labels exist at 0 from the start, so that `increase()` sees their first event;
+//! per-app handles are resolved once per snapshot ([`app::AppMetrics`]).
+
+pub mod app;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+/// Buckets of the request and upstream latency histograms (seconds).
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 /// Every metric the gateway exports.
 #[derive(Clone)]
@@ -75,6 +84,11 @@ pub struct Metrics {
     /// `authgate_upstream_resolution_failures_total{upstream}`: look-ups of an upstream name that
     /// failed (the pool keeps the name's last known addresses, or has none).
     pub upstream_resolution_failures: IntCounterVec,
+    /// `authgate_request_duration_seconds{app}`: whole requests, first byte read to last written.
+    pub request_duration: HistogramVec,
+    /// `authgate_access_log_dropped_total`: access and audit log lines dropped because the log
+    /// output could not keep up (the writer never blocks a request).
+    pub access_log_dropped: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -90,9 +104,7 @@ impl Metrics {
                 "authgate_upstream_response_seconds",
                 "Time from choosing a backend to receiving its response header",
             )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ]),
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["app"],
         )?;
         let upstream_errors = IntCounterVec::new(
@@ -250,6 +262,28 @@ impl Metrics {
         registry.register(Box::new(upstream_resolution_failures.clone()))?;
         registry.register(Box::new(session_store_up.clone()))?;
         registry.register(Box::new(config_file_rejected.clone()))?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "authgate_request_duration_seconds",
+                "Whole requests through the gateway, from the request read to the last byte sent",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["app"],
+        )?;
+        let access_log_dropped = prometheus::IntCounter::new(
+            "authgate_access_log_dropped_total",
+            "Access and audit log lines dropped because the log output could not keep up",
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new("authgate_build_info", "Always 1; the labels describe the running build"),
+            &["version"],
+        )?;
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        registry.register(Box::new(build_info))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(access_log_dropped.clone()))?;
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         registry.register(Box::new(session_cache.clone()))?;
         registry.register(Box::new(redis_latency.clone()))?;
         registry.register(Box::new(redis_errors.clone()))?;
@@ -275,7 +309,7 @@ impl Metrics {
         registry.register(Box::new(tls_certificate_expiry.clone()))?;
         registry.register(Box::new(rejected_requests.clone()))?;
         registry.register(Box::new(upstream_cookies_dropped.clone()))?;
-        Ok(Self {
+        let metrics = Self {
             registry,
             requests,
             upstream_latency,
@@ -305,11 +339,82 @@ impl Metrics {
             session_store_up,
             config_file_rejected,
             upstream_resolution_failures,
-        })
+            request_duration,
+            access_log_dropped,
+        };
+        metrics.zero_fixed_labels();
+        Ok(metrics)
+    }
+
+    /// Creates, at 0, every series whose labels are known in advance.
+    fn zero_fixed_labels(&self) {
+        let zero = |vec: &IntCounterVec, sets: &[&[&str]]| {
+            for labels in sets {
+                vec.with_label_values(labels);
+            }
+        };
+        zero(&self.reloads, &[&["success"], &["failure"], &["unchanged"]]);
+        zero(&self.backend_health_changes, &[&["up"], &["down"]]);
+        zero(&self.tls_handshakes, &[&["TLSv1.2"], &["TLSv1.3"]]);
+        zero(
+            &self.tls_certificate_selections,
+            &[&["exact"], &["wildcard"], &["default"]],
+        );
+        zero(
+            &self.rejected_requests,
+            &[
+                &["uri_too_long"],
+                &["headers_too_large"],
+                &["bad_target"],
+                &["bad_host"],
+                &["unknown_host"],
+                &["misdirected"],
+                &["bad_path"],
+                &["ambiguous_path"],
+            ],
+        );
+        zero(
+            &self.rate_limited,
+            &[&["oauth2_start"], &["oauth2_callback"], &["bearer_failures"]],
+        );
+        zero(&self.session_cache, &[&["hit"], &["miss"]]);
+        zero(&self.redis_replayed, &[&["ok"], &["error"]]);
+        zero(&self.invalidations, &[&["sent"], &["received"]]);
+    }
+
+    /// Creates, at 0, the login and refresh series of provider `name`.
+    pub fn zero_provider(&self, name: &str) {
+        for result in [
+            "success",
+            "refused",
+            "provider_error",
+            "bad_state",
+            "bad_request",
+            "idp_unavailable",
+            "store_unavailable",
+        ] {
+            self.logins.with_label_values(&[name, result]);
+        }
+        for result in [
+            "refreshed",
+            "refused",
+            "unavailable",
+            "store_unavailable",
+            "expired_unavailable",
+            "signed_out",
+            "superseded",
+        ] {
+            self.session_refreshes.with_label_values(&[name, result]);
+        }
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
+        let dropped = crate::access_log::dropped_total();
+        let counted = self.access_log_dropped.get();
+        if dropped > counted {
+            self.access_log_dropped.inc_by(dropped - counted);
+        }
         let mut out = Vec::with_capacity(8 * 1024);
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "cannot encode metrics");
@@ -333,5 +438,29 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("authgate_config_reloads_total{result=\"failure\"} 1"));
+    }
+
+    #[test]
+    fn counters_with_known_labels_start_at_zero() {
+        let m = Metrics::new().unwrap();
+        m.zero_provider("corp");
+        let text = String::from_utf8(m.render()).unwrap();
+        for line in [
+            "authgate_config_reloads_total{result=\"failure\"} 0",
+            "authgate_rejected_requests_total{reason=\"bad_host\"} 0",
+            "authgate_rate_limited_total{limit=\"bearer_failures\"} 0",
+            "authgate_session_refreshes_total{provider=\"corp\",result=\"superseded\"} 0",
+            "authgate_logins_total{provider=\"corp\",result=\"idp_unavailable\"} 0",
+            "authgate_access_log_dropped_total 0",
+            "authgate_redis_failovers_total 0",
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
+        assert!(text.contains(&format!(
+            "authgate_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
+        #[cfg(target_os = "linux")]
+        assert!(text.contains("process_open_fds "), "{text}");
     }
 }

@@ -12,13 +12,18 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::auth::flow::{self, Decision, Granted};
+use crate::auth::outcome::Outcome;
 use crate::auth::{endpoints, headers, RouteClass};
 use crate::client::Client;
+use crate::metrics::app::UpstreamError;
 use crate::pages::{send_page, Page};
 use crate::request::{inspect, Rejection};
 use crate::state::{App, Snapshot, State};
 use crate::target::Target;
 use crate::tls::TlsConnInfo;
+use crate::trace_context::{RequestTrace, ResponseRequestIdBuilder};
+
+mod observe;
 
 /// The HTTPS gateway service.
 pub struct Gateway {
@@ -46,6 +51,10 @@ pub struct RequestCtx {
     target: Option<Target>,
     /// The client, as far as trusted proxies vouch for it.
     client: Option<Client>,
+    // Observability (see `observe`).
+    trace: Option<RequestTrace>,
+    auth: Option<Outcome>,
+    upstream_elapsed: Option<Duration>,
 }
 
 impl RequestCtx {
@@ -93,6 +102,7 @@ impl Gateway {
             settings,
             auth,
             app: &app.name,
+            metrics: &app.metrics,
             origin: &origin,
             host: ctx.host.as_deref().unwrap_or_default(),
             return_to: &return_to,
@@ -106,18 +116,16 @@ impl Gateway {
         }
         let api = match auth.classify(&header.method, path, target.stripped_path()) {
             Some(RouteClass::Public) => {
-                self.state
-                    .metrics
-                    .auth_decisions
-                    .with_label_values(&[app.name.as_str(), "skipped"])
-                    .inc();
+                observe::skipped(ctx);
                 return Ok(false);
             }
             Some(RouteClass::Api) => true,
             Some(RouteClass::Protected) => false,
             None => return self.reject(session, Rejection::AmbiguousPath).await,
         };
-        match flow::decide(session, &req, api).await? {
+        let decided = flow::decide(session, &req, api).await?;
+        observe::decided(session, ctx, &decided);
+        match decided.decision {
             Decision::Pass(granted) => {
                 ctx.granted = granted;
                 Ok(false)
@@ -157,7 +165,18 @@ impl ProxyHttp for Gateway {
             granted: None,
             target: None,
             client: None,
+            trace: None,
+            auth: None,
+            upstream_elapsed: None,
         }
+    }
+
+    fn init_downstream_modules(&self, modules: &mut pingora::modules::http::HttpModules) {
+        // Pingora's default (a disabled compression module), and X-Request-Id on every response.
+        modules.add_module(pingora::modules::http::compression::ResponseCompressionBuilder::enable(
+            0,
+        ));
+        modules.add_module(Box::new(ResponseRequestIdBuilder));
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -168,6 +187,7 @@ impl ProxyHttp for Gateway {
         let settings = &snapshot.settings;
         session.set_keepalive(Some(settings.keepalive_timeout.as_secs()));
         ctx.client = Some(resolve_client(session, settings));
+        observe::begin(session, ctx);
         let (host, raw_host) = match inspect(session.req_header(), settings) {
             Ok((host, raw)) => (host.into_owned(), raw.to_owned()),
             Err(rejection) => return self.reject(session, rejection).await,
@@ -222,11 +242,7 @@ impl ProxyHttp for Gateway {
             None => [0; 16],
         };
         let Some(target) = app.pool.select(&key, &ctx.tried) else {
-            self.state
-                .metrics
-                .upstream_errors
-                .with_label_values(&[app.name.as_str(), "no_healthy_backend"])
-                .inc();
+            app.metrics.upstream_error(UpstreamError::NoHealthyBackend);
             return Err(Error::explain(
                 ErrorType::HTTPStatus(502),
                 format!("app {}: no healthy backend", app.name),
@@ -253,11 +269,7 @@ impl ProxyHttp for Gateway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         if let Some(app) = &ctx.app {
-            self.state
-                .metrics
-                .upstream_errors
-                .with_label_values(&[app.name.as_str(), "connect"])
-                .inc();
+            app.metrics.upstream_error(UpstreamError::Connect);
         }
         // Retry a failed connect once, on another backend (upstream_peer skips tried ones).
         e.set_retry(ctx.tried.len() < 2);
@@ -295,7 +307,7 @@ impl ProxyHttp for Gateway {
             };
             headers::inject(upstream, &injection);
         }
-        Ok(())
+        observe::upstream_headers(ctx, upstream)
     }
 
     async fn upstream_response_filter(
@@ -313,20 +325,10 @@ impl ProxyHttp for Gateway {
             let dropped = headers::drop_gateway_cookies(resp, prefix);
             if dropped > 0 {
                 tracing::warn!(app = %app.name, dropped, "upstream tried to set the gateway's own cookies; removed");
-                self.state
-                    .metrics
-                    .upstream_cookies_dropped
-                    .with_label_values(&[app.name.as_str()])
-                    .inc_by(dropped as u64);
+                app.metrics.upstream_cookies_dropped(dropped);
             }
         }
-        if let (Some(app), Some(started)) = (&ctx.app, ctx.upstream_started) {
-            self.state
-                .metrics
-                .upstream_latency
-                .with_label_values(&[app.name.as_str()])
-                .observe(started.elapsed().as_secs_f64());
-        }
+        observe::upstream_responded(ctx);
         Ok(())
     }
 
@@ -334,11 +336,7 @@ impl ProxyHttp for Gateway {
         let status = error_status(e);
         if status == 504 {
             if let Some(app) = &ctx.app {
-                self.state
-                    .metrics
-                    .upstream_errors
-                    .with_label_values(&[app.name.as_str(), "timeout"])
-                    .inc();
+                app.metrics.upstream_error(UpstreamError::Timeout);
             }
         }
         if status > 0 && session.response_written().is_none() {
@@ -353,45 +351,8 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let app = ctx.app_name();
-        let mut status_label = itoa::Buffer::new();
-        self.state
-            .metrics
-            .requests
-            .with_label_values(&[app, status_label.format(status)])
-            .inc();
-        let req = session.req_header();
-        tracing::info!(
-            target: "authgate::access",
-            app,
-            host = ctx.host.as_deref().unwrap_or("-"),
-            method = req.method.as_str(),
-            path = ctx.target.as_ref().map_or(req.uri.path(), |t| t.path(req)),
-            status,
-            upstream = %OrDash(ctx.tried.last()),
-            duration_ms = duration_ms(ctx.started.elapsed()),
-            bytes = session.body_bytes_sent(),
-            client = %OrDash(ctx.client.as_ref().and_then(|c| c.addr.as_ref())),
-            error = e.map(|e| e.etype().as_str()),
-        );
+        observe::finish(&self.state, session, e, ctx);
     }
-}
-
-/// Displays a value or `-`, formatted only when the log line is written.
-struct OrDash<'a, T: std::fmt::Display>(Option<&'a T>);
-
-impl<T: std::fmt::Display> std::fmt::Display for OrDash<'_, T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(v) => v.fmt(f),
-            None => f.write_str("-"),
-        }
-    }
-}
-
-fn duration_ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
 /// Status for a failed proxy attempt: timeouts are 504, other upstream failures 502.

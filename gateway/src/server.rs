@@ -110,7 +110,8 @@ pub enum Sockets {
 }
 
 /// Builds every service from the configuration at `config_path` and serves until a signal
-/// stops the process. Returns only on a start-up error.
+/// stops the process; then writes the access-log lines still queued. Returns an error only at
+/// start-up.
 pub fn run(config_path: &Path, sockets: Sockets) -> Result<(), StartError> {
     // File events carry absolute paths: make ours absolute too (without resolving symlinks,
     // which Kubernetes swaps under mounted ConfigMaps), or a relative `-c` never reloads.
@@ -195,6 +196,7 @@ pub fn run(config_path: &Path, sockets: Sockets) -> Result<(), StartError> {
     server.run(RunArgs {
         shutdown_signal: Box::new(Signals::new(server_section.upgrade_socket)),
     });
+    crate::access_log::flush();
     Ok(())
 }
 

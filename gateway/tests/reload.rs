@@ -356,6 +356,7 @@ async fn a_relative_config_path_reloads_on_file_changes_too() {
     let child = std::process::Command::new(binary())
         .args(["run", "-c", "gateway.yaml"])
         .current_dir(config.path())
+        .stdout(std::fs::File::create(config.path().join("relative.out")).unwrap())
         .stderr(log)
         .spawn()
         .unwrap();
@@ -365,6 +366,7 @@ async fn a_relative_config_path_reloads_on_file_changes_too() {
         http: config.http,
         admin: config.admin,
         log: config.path().join("relative.log"),
+        out: config.path().join("relative.out"),
     };
     gw.wait_ready().await;
     config.write_app("other", &app_yaml("other.example.com", &[a.addr], ""));

@@ -35,7 +35,15 @@ pub async fn handle(session: &HttpSession, req: &Request<'_>, path: &str) -> Opt
                 return Some(reply);
             }
             let rd = rd(session, req);
-            login::start_login(session, req, &rd, json).await
+            let reply = login::start_login(session, req, &rd, json).await;
+            if reply.status() == Page::IDP_UNAVAILABLE.status {
+                req.state
+                    .metrics
+                    .logins
+                    .with_label_values(&[req.auth.provider.name.as_str(), "idp_unavailable"])
+                    .inc();
+            }
+            reply
         }
         "/oauth2/callback" => match flow::rate_limited(req, Limit::Callback, json) {
             Some(reply) => reply,
@@ -242,7 +250,10 @@ fn sign_in_page(session: &HttpSession, req: &Request<'_>) -> Reply {
 
 async fn forward_auth(session: &HttpSession, req: &Request<'_>) -> Reply {
     match flow::decide(session, req, true).await {
-        Ok(Decision::Pass(Some(granted))) => {
+        Ok(flow::Decided {
+            decision: Decision::Pass(Some(granted)),
+            ..
+        }) => {
             let id = granted.identity();
             let mut reply = Reply::new(202, "text/plain", "").header("x-auth-request-user", id.user().to_owned());
             if let Some(e) = &id.email {
@@ -256,8 +267,14 @@ async fn forward_auth(session: &HttpSession, req: &Request<'_>) -> Reply {
             }
             reply
         }
-        Ok(Decision::Pass(None)) => Reply::new(202, "text/plain", ""),
-        Ok(Decision::Answer(reply)) => reply,
+        Ok(flow::Decided {
+            decision: Decision::Pass(None),
+            ..
+        }) => Reply::new(202, "text/plain", ""),
+        Ok(flow::Decided {
+            decision: Decision::Answer(reply),
+            ..
+        }) => reply,
         Err(_) => Reply::page(Page::INTERNAL, true),
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use pingora::proxy::Session as HttpSession;
 use pingora::Result;
 
+use super::outcome::{rule, Outcome};
 use super::policy::{Decision as PolicyDecision, Identity};
 use super::provider::ProviderError;
 use super::{AppAuth, AuthSettings};
@@ -54,6 +55,30 @@ impl Granted {
     }
 }
 
+/// A decision with what led to it, for metrics and the access and audit logs.
+#[derive(Debug)]
+pub struct Decided {
+    /// What to do.
+    pub decision: Decision,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The rule behind it ([`super::outcome::rule`]).
+    pub rule: &'static str,
+    /// The user a policy refused (the audit log's "who"; on a pass it is in the decision).
+    pub refused: Option<Granted>,
+}
+
+impl Decided {
+    fn new(decision: Decision, outcome: Outcome, rule: &'static str) -> Decided {
+        Decided {
+            decision,
+            outcome,
+            rule,
+            refused: None,
+        }
+    }
+}
+
 /// What to do with a request.
 #[derive(Debug)]
 pub enum Decision {
@@ -71,8 +96,10 @@ pub struct Request<'a> {
     pub settings: &'a AuthSettings,
     /// The app's policy.
     pub auth: &'a AppAuth,
-    /// The app's name (metrics).
+    /// The app's name (logs).
     pub app: &'a str,
+    /// The app's metric handles.
+    pub metrics: &'a crate::metrics::app::AppMetrics,
     /// `https://host[:port]` the browser used.
     pub origin: &'a str,
     /// The app's normalised host (redirect checks).
@@ -156,13 +183,10 @@ pub async fn current_session(
 
 /// Decides what to do with a request to a protected (not skipped) route. `api` asks for API
 /// answers (401 rather than a login redirect): an `api_routes` match, or `/oauth2/auth`.
-pub async fn decide(session: &HttpSession, req: &Request<'_>, api: bool) -> Result<Decision> {
-    let auth = req.auth;
+/// Counts the outcome.
+pub async fn decide(session: &HttpSession, req: &Request<'_>, api: bool) -> Result<Decided> {
     let json = api || wants_json(session);
-    let metrics = &req.state.metrics;
-    let count = |outcome: &str| metrics.auth_decisions.with_label_values(&[req.app, outcome]).inc();
-
-    if session
+    let decided = if session
         .req_header()
         .headers
         .get_all(http::header::AUTHORIZATION)
@@ -171,52 +195,23 @@ pub async fn decide(session: &HttpSession, req: &Request<'_>, api: bool) -> Resu
         .is_some()
     {
         // Two credentials: which one an upstream would read is anyone's guess.
-        count("bad_request");
-        return Ok(Decision::Answer(Reply::page(Page::BAD_REQUEST, json)));
-    }
-    if auth.skip_jwt_bearer_tokens {
-        if let Some(token) = bearer_token(session) {
-            return Ok(bearer(req, token, &count).await);
-        }
-    }
-
-    match current_session(session, req).await {
-        Ok(Some((_, s))) => Ok(match auth.policy.check(&s.identity) {
-            PolicyDecision::Allow => {
-                count("allowed");
-                Decision::Pass(Some(Granted::Session(s)))
-            }
-            PolicyDecision::Deny(why) => {
-                count("forbidden");
-                tracing::info!(app = req.app, user = %s.identity.user(), reason = %why, "refused by policy");
-                Decision::Answer(Reply::page(Page::FORBIDDEN, json))
-            }
-        }),
-        Ok(None) if json => {
-            count("unauthorized");
-            Ok(Decision::Answer(Reply::page(Page::UNAUTHORIZED, true)))
-        }
-        Ok(None) => {
-            count("redirect");
-            let rd = super::redirect::safe_redirect(req.return_to, req.host, None, false);
-            Ok(Decision::Answer(
-                super::login::start_login(session, req, &rd, false).await,
-            ))
-        }
-        Err(page) => {
-            count(if page == Page::STORE_UNAVAILABLE {
-                "store_unavailable"
-            } else {
-                "idp_unavailable"
-            });
-            Ok(Decision::Answer(Reply::page(page, json)))
-        }
-    }
+        Decided::new(
+            Decision::Answer(Reply::page(Page::BAD_REQUEST, json)),
+            Outcome::BadRequest,
+            rule::TWO_CREDENTIALS,
+        )
+    } else if let Some(token) = bearer_token(session).filter(|_| req.auth.skip_jwt_bearer_tokens) {
+        decide_bearer(req, token).await
+    } else {
+        decide_session(session, req, json).await
+    };
+    req.metrics.auth_decision(decided.outcome);
+    Ok(decided)
 }
 
 /// Verifies a bearer token and applies the app's policy; failures count towards the
 /// client's `bearer_failures` limit, and a client over it is answered 429 without verifying.
-async fn bearer(req: &Request<'_>, token: &str, count: &(dyn Fn(&str) + Sync)) -> Decision {
+async fn decide_bearer(req: &Request<'_>, token: &str) -> Decided {
     use super::limits::Limit;
     let limits = &req.settings.rate_limits;
     if let Some(retry) = req
@@ -224,37 +219,104 @@ async fn bearer(req: &Request<'_>, token: &str, count: &(dyn Fn(&str) + Sync)) -
         .rate_limiter
         .exceeded(limits, Limit::BearerFailure, req.client)
     {
-        count("rate_limited");
-        return Decision::Answer(too_many(req, Limit::BearerFailure, retry, true));
+        return Decided::new(
+            Decision::Answer(too_many(req, Limit::BearerFailure, retry, true)),
+            Outcome::RateLimited,
+            rule::RATE_LIMITS,
+        );
     }
     match req.auth.provider.verify_bearer(token).await {
         Ok(identity) => match req.auth.policy.check(&identity) {
-            PolicyDecision::Allow => {
-                count("bearer");
+            PolicyDecision::Allow => Decided::new(
                 Decision::Pass(Some(Granted::Bearer {
                     identity,
                     token: token.to_owned(),
-                }))
-            }
+                })),
+                Outcome::Bearer,
+                rule::POLICY,
+            ),
             PolicyDecision::Deny(why) => {
-                count("forbidden");
                 tracing::info!(app = req.app, reason = %why, "bearer token refused by policy");
-                Decision::Answer(Reply::page(Page::FORBIDDEN, true))
+                Decided {
+                    refused: Some(Granted::Bearer {
+                        identity,
+                        token: String::new(),
+                    }),
+                    ..Decided::new(
+                        Decision::Answer(Reply::page(Page::FORBIDDEN, true)),
+                        Outcome::Forbidden,
+                        rule::denied(why),
+                    )
+                }
             }
         },
         Err(ProviderError::Unavailable(e)) => {
-            count("idp_unavailable");
             tracing::warn!(error = %e, "cannot verify a bearer token");
-            Decision::Answer(Reply::page(Page::IDP_UNAVAILABLE, true))
-        }
-        Err(ProviderError::Refused(e)) => {
-            count("unauthorized");
-            tracing::debug!(error = %e, "bearer token rejected");
-            let _ = req.state.rate_limiter.hit(limits, Limit::BearerFailure, req.client);
-            Decision::Answer(
-                Reply::page(Page::UNAUTHORIZED, true).header("www-authenticate", "Bearer error=\"invalid_token\""),
+            Decided::new(
+                Decision::Answer(Reply::page(Page::IDP_UNAVAILABLE, true)),
+                Outcome::IdpUnavailable,
+                rule::PROVIDER,
             )
         }
+        Err(ProviderError::Refused(e)) => {
+            tracing::debug!(error = %e, "bearer token rejected");
+            let _ = req.state.rate_limiter.hit(limits, Limit::BearerFailure, req.client);
+            Decided::new(
+                Decision::Answer(
+                    Reply::page(Page::UNAUTHORIZED, true).header("www-authenticate", "Bearer error=\"invalid_token\""),
+                ),
+                Outcome::Unauthorized,
+                rule::INVALID_TOKEN,
+            )
+        }
+    }
+}
+
+async fn decide_session(session: &HttpSession, req: &Request<'_>, json: bool) -> Decided {
+    match current_session(session, req).await {
+        Ok(Some((_, s))) => match req.auth.policy.check(&s.identity) {
+            PolicyDecision::Allow => Decided::new(
+                Decision::Pass(Some(Granted::Session(s))),
+                Outcome::Allowed,
+                rule::POLICY,
+            ),
+            PolicyDecision::Deny(why) => {
+                tracing::info!(app = req.app, user = %s.identity.user(), reason = %why, "refused by policy");
+                Decided {
+                    refused: Some(Granted::Session(s)),
+                    ..Decided::new(
+                        Decision::Answer(Reply::page(Page::FORBIDDEN, json)),
+                        Outcome::Forbidden,
+                        rule::denied(why),
+                    )
+                }
+            }
+        },
+        Ok(None) if json => Decided::new(
+            Decision::Answer(Reply::page(Page::UNAUTHORIZED, true)),
+            Outcome::Unauthorized,
+            rule::NO_SESSION,
+        ),
+        Ok(None) => {
+            let rd = super::redirect::safe_redirect(req.return_to, req.host, None, false);
+            let reply = super::login::start_login(session, req, &rd, false).await;
+            // The provider being down is an outage, not a sign-in.
+            if reply.status() == Page::IDP_UNAVAILABLE.status {
+                Decided::new(Decision::Answer(reply), Outcome::IdpUnavailable, rule::PROVIDER)
+            } else {
+                Decided::new(Decision::Answer(reply), Outcome::Redirect, rule::NO_SESSION)
+            }
+        }
+        Err(page) if page == Page::STORE_UNAVAILABLE => Decided::new(
+            Decision::Answer(Reply::page(page, json)),
+            Outcome::StoreUnavailable,
+            rule::STORE,
+        ),
+        Err(page) => Decided::new(
+            Decision::Answer(Reply::page(page, json)),
+            Outcome::IdpUnavailable,
+            rule::PROVIDER,
+        ),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod flow;
 pub mod headers;
 pub mod limits;
 pub mod login;
+pub mod outcome;
 pub mod policy;
 pub mod provider;
 pub mod redirect;

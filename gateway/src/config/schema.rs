@@ -65,6 +65,9 @@ pub struct GatewayFile {
     /// Per-client-address limits on logins and failed bearer tokens.
     #[serde(default)]
     pub rate_limits: RateLimitsSection,
+    /// What the access and audit logs record.
+    #[serde(default)]
+    pub log: LogSection,
 }
 
 /// `rate_limits:` section: requests per client address per `window`; beyond, 429 with
@@ -95,6 +98,28 @@ impl Default for RateLimitsSection {
             bearer_failures: 1200,
         }
     }
+}
+
+/// `log:` section.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// Which identity of the signed-in user the access and audit logs record.
+    #[serde(default)]
+    pub identity: LogIdentity,
+}
+
+/// `log.identity` values.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogIdentity {
+    /// The provider's stable user id (`sub`): pseudonymous.
+    #[default]
+    Sub,
+    /// The email address (the subject when there is none).
+    Email,
+    /// Nothing: no personal data in the logs.
+    None,
 }
 
 /// `sessions:` section.

@@ -15,6 +15,7 @@ use super::{App, Settings, Snapshot};
 use crate::auth::{AppAuth, AuthSettings};
 use crate::client::TrustedProxies;
 use crate::config::{base_dir, AppEntry, Config, ConfigError, ConfigErrors};
+use crate::metrics::app::AppMetrics;
 use crate::metrics::Metrics;
 use crate::routing::{HostPattern, RouteTable};
 use crate::target::PathMode;
@@ -78,6 +79,9 @@ impl Snapshot {
             main_errors.0.extend(tenants.rejected);
             return Err(main_errors);
         }
+        for provider in gateway.providers.keys() {
+            metrics.zero_provider(provider);
+        }
         Ok(Snapshot {
             generation: previous.map_or(1, |p| p.generation + 1),
             routes: tenants.routes,
@@ -88,6 +92,7 @@ impl Snapshot {
             fingerprint: fingerprint.value(),
             rejected: tenants.rejected,
             unresolved: tenants.unresolved,
+            log_identity: gateway.log.identity,
         })
     }
 }
@@ -258,6 +263,14 @@ impl<'a> Tenants<'a> {
                 }
             }
         };
+        let protected = auth.is_some();
+        let metrics = self
+            .previous
+            .get(file.as_path())
+            .map(|prev| &prev.metrics)
+            .filter(|m| m.fits(&name, protected))
+            .cloned()
+            .unwrap_or_else(|| Arc::new(AppMetrics::new(context.metrics, &name, protected)));
         Ok(App {
             name,
             host,
@@ -270,6 +283,7 @@ impl<'a> Tenants<'a> {
                 PathMode::Canonical
             },
             auth,
+            metrics,
         })
     }
 

@@ -12,8 +12,9 @@ use arc_swap::ArcSwap;
 
 use crate::auth::{AppAuth, AuthSettings};
 use crate::client::TrustedProxies;
-use crate::config::schema::{Listen, TimeoutsSpec};
+use crate::config::schema::{Listen, LogIdentity, TimeoutsSpec};
 use crate::config::ConfigError;
+use crate::metrics::app::AppMetrics;
 use crate::metrics::Metrics;
 use crate::routing::{HostPattern, RouteTable};
 use crate::session::Store;
@@ -38,6 +39,8 @@ pub struct App {
     pub auth: Option<Arc<AppAuth>>,
     /// How the request path is read and forwarded (`forward_raw_path`).
     pub path_mode: PathMode,
+    /// Its metric handles, resolved once (kept across reloads).
+    pub metrics: Arc<AppMetrics>,
 }
 
 /// Why `forward_raw_path` cannot serve this app, if it cannot: rules would judge a path the
@@ -95,6 +98,8 @@ pub struct Snapshot {
     /// Upstreams whose names did not resolve when their pool was built (the app serves
     /// without them; they are looked up again every `server.resolve_interval`).
     pub unresolved: Vec<ConfigError>,
+    /// Which user identity the access and audit logs record (`log.identity`).
+    pub log_identity: LogIdentity,
 }
 
 /// State shared by every service of the process.

@@ -11,7 +11,7 @@ pub mod redis;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -146,6 +146,8 @@ pub struct Gateway {
     pub http: SocketAddr,
     pub admin: SocketAddr,
     pub log: PathBuf,
+    /// Standard output: the access and audit logs.
+    pub out: PathBuf,
 }
 
 pub fn binary() -> &'static str {
@@ -172,12 +174,13 @@ impl Gateway {
         env: &[(&str, &str)],
     ) -> Gateway {
         let log = main.with_extension("log");
+        let out = main.with_extension("out");
         let child = Command::new(binary())
             .args(["run", "-c"])
             .arg(main)
             .envs(env.iter().copied())
             .env("AUTHGATE_LOG", "info,pingora_core=warn,pingora_proxy=warn")
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
@@ -187,6 +190,7 @@ impl Gateway {
             http,
             admin,
             log,
+            out,
         };
         gw.wait_ready().await;
         gw
@@ -214,6 +218,28 @@ impl Gateway {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits (bounded) for a JSON line on standard output (access or audit log, started with
+    /// `AUTHGATE_LOG_FORMAT=json`) of `target` for which `pick` holds, and returns it.
+    pub async fn wait_log_line(&self, target: &str, pick: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+            let found = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| v["target"] == target && pick(v));
+            if let Some(v) = found {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no matching {target} line in:\n{text}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// `/ready` as JSON.
