@@ -13,10 +13,15 @@ const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 /// A gateway logging JSON, with app1 (public) in front of an echo upstream.
 async fn json_env(upstream: &Upstream) -> Env {
+    json_env_with(upstream, &Blocks::default()).await
+}
+
+/// As [`json_env`], with extra fields in the main file's `listen:` and `server:` blocks.
+async fn json_env_with(upstream: &Upstream, blocks: &Blocks) -> Env {
     let ca = TestCa::new();
     let config = ConfigDir::new();
     let (crt, key) = ca.write_leaf(config.path(), "wildcard", &["*.example.com"]);
-    config.write_main(&[(&crt, &key)], "");
+    config.write_main_with(&[(&crt, &key)], blocks, "");
     config.write_app("app1", &app_yaml("app1.example.com", &[upstream.addr], ""));
     let gw = Gateway::start_with_env(&config, &[("AUTHGATE_LOG_FORMAT", "json")]).await;
     Env { ca, config, gw }
@@ -73,6 +78,43 @@ async fn request_ids_are_generated_sent_upstream_returned_and_logged() {
         .wait_log_line("authgate::access", |v| v["request_id"] == other.as_str())
         .await;
     assert_eq!((line["status"].as_u64(), line["app"].as_str()), (Some(404), Some("-")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trusted_proxys_request_id_is_kept() {
+    let up = Upstream::start("echo").await;
+    let blocks = Blocks {
+        server: ", trusted_proxies: [127.0.0.0/8]".into(),
+        ..Default::default()
+    };
+    let env = json_env_with(&up, &blocks).await;
+    let client = env.client(&["app1.example.com"]);
+    let send = |ids: &'static [&'static str]| {
+        let mut req = client.get(env.gw.url("app1.example.com", "/"));
+        for id in ids {
+            req = req.header("x-request-id", *id);
+        }
+        req.send()
+    };
+    // The load balancer's id is the request's id: upstream, in the response and in the log.
+    let r = send(&["lb-7f3a.0001"]).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-request-id"], "lb-7f3a.0001");
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(header(&echo, "x-request-id"), Some("lb-7f3a.0001"), "{echo}");
+    assert_eq!(echo["headers"]["x-request-id"].as_array().unwrap().len(), 1);
+    env.gw
+        .wait_log_line("authgate::access", |v| v["request_id"] == "lb-7f3a.0001")
+        .await;
+    // Even from a trusted peer, an id that is not one visible-ASCII token, or two ids, are
+    // replaced by a generated one.
+    for ids in [&["has space"][..], &["a", "b"][..]] {
+        let r = send(ids).await.unwrap();
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert!(is_hex(&id, 32), "{ids:?}: {id}");
+        let echo: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(header(&echo, "x-request-id"), Some(id.as_str()), "{echo}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -261,8 +261,8 @@ async fn trusted_proxies_chain_is_kept_and_read_right_to_left() {
         Some("198.51.100.7, 10.1.1.1, 127.0.0.1")
     );
     assert_eq!(header(&echo, "x-real-ip"), Some("198.51.100.7"));
-    // The access log names the same client.
-    common::wait_for(|| env.gw.logs().contains("198.51.100.7")).await;
+    // The access log (standard output) names the same client.
+    common::wait_for(|| env.gw.output().contains("198.51.100.7")).await;
 }
 
 /// Sends a PROXY header, then speaks TLS on the same connection.

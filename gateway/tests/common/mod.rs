@@ -220,12 +220,17 @@ impl Gateway {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Standard output so far: the access and audit logs.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
     /// Waits (bounded) for a JSON line on standard output (access or audit log, started with
     /// `AUTHGATE_LOG_FORMAT=json`) of `target` for which `pick` holds, and returns it.
     pub async fn wait_log_line(&self, target: &str, pick: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+            let text = self.output();
             let found = text
                 .lines()
                 .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
