@@ -371,6 +371,7 @@ impl Metrics {
                 &["misdirected"],
                 &["bad_path"],
                 &["ambiguous_path"],
+                &["duplicate_authorization"],
             ],
         );
         zero(
