@@ -33,6 +33,7 @@ fn settings() -> &'static Settings {
         max_header_bytes: 4096,
         max_uri_bytes: 1024,
         keepalive_timeout: std::time::Duration::from_secs(60),
+        trusted_proxies: authgate::client::TrustedProxies::default(),
     })
 }
 
