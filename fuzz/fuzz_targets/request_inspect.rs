@@ -28,6 +28,7 @@ fn settings() -> &'static Settings {
             https: "127.0.0.1:8443".into(),
             http: None,
             admin: None,
+            proxy_protocol: false,
         },
         redirect_https_port: 8443,
         max_header_bytes: 4096,
