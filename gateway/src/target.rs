@@ -129,6 +129,8 @@ impl Target {
     /// The decoded canonical path rules match (`*` for `OPTIONS *`).
     pub fn path<'a>(&'a self, req: &'a RequestHeader) -> &'a str {
         match &self.form {
+            // An empty target (only a direct caller can build one; parsers refuse it) is `/`.
+            Form::Unchanged if req.uri.path().is_empty() => "/",
             Form::Unchanged => req.uri.path(),
             Form::Rewritten(r) => &r.path,
         }

@@ -187,6 +187,14 @@ fn absolute_form_gives_its_path() {
 }
 
 #[test]
+fn an_empty_target_is_the_root() {
+    // Found by the path_canonical fuzz target: the header's URI path is "" here.
+    let req = RequestHeader::build("GET", b"", None).unwrap();
+    let t = Target::of(&req, PathMode::Canonical).unwrap();
+    assert_eq!(t.path(&req), "/");
+}
+
+#[test]
 fn asterisk_only_for_options() {
     let req = RequestHeader::build("OPTIONS", b"*", None).unwrap();
     let t = Target::of(&req, PathMode::Canonical).unwrap();
