@@ -49,7 +49,7 @@ pub struct Metrics {
     /// cookie names removed from upstream responses (an app fixing another tenant's session).
     pub upstream_cookies_dropped: IntCounterVec,
     /// `authgate_auth_decisions_total{app,outcome}`: allowed, bearer, skipped, redirect,
-    /// unauthorized, forbidden, store_unavailable, idp_unavailable, bad_request, rate_limited.
+    /// unauthorized, forbidden, store_unavailable, idp_unavailable, rate_limited.
     pub auth_decisions: IntCounterVec,
     /// `authgate_logins_total{provider,result}`: completed and failed logins.
     pub logins: IntCounterVec,

@@ -186,21 +186,9 @@ pub async fn current_session(
 /// Counts the outcome.
 pub async fn decide(session: &HttpSession, req: &Request<'_>, api: bool) -> Result<Decided> {
     let json = api || wants_json(session);
-    let decided = if session
-        .req_header()
-        .headers
-        .get_all(http::header::AUTHORIZATION)
-        .iter()
-        .nth(1)
-        .is_some()
-    {
-        // Two credentials: which one an upstream would read is anyone's guess.
-        Decided::new(
-            Decision::Answer(Reply::page(Page::BAD_REQUEST, json)),
-            Outcome::BadRequest,
-            rule::TWO_CREDENTIALS,
-        )
-    } else if let Some(token) = bearer_token(session).filter(|_| req.auth.skip_jwt_bearer_tokens) {
+    // A request with several `Authorization` headers never gets here: `request::inspect`
+    // refuses it before routing.
+    let decided = if let Some(token) = bearer_token(session).filter(|_| req.auth.skip_jwt_bearer_tokens) {
         decide_bearer(req, token).await
     } else {
         decide_session(session, req, json).await

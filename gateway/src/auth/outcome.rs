@@ -23,15 +23,13 @@ pub enum Outcome {
     StoreUnavailable,
     /// The identity provider could not be reached (login start, token check): 503.
     IdpUnavailable,
-    /// More than one `Authorization` header: 400.
-    BadRequest,
     /// The client is over its `bearer_failures` limit: 429.
     RateLimited,
 }
 
 impl Outcome {
     /// Every outcome, for metrics present at 0.
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Allowed,
         Outcome::Bearer,
         Outcome::Skipped,
@@ -40,7 +38,6 @@ impl Outcome {
         Outcome::Forbidden,
         Outcome::StoreUnavailable,
         Outcome::IdpUnavailable,
-        Outcome::BadRequest,
         Outcome::RateLimited,
     ];
 
@@ -55,7 +52,6 @@ impl Outcome {
             Outcome::Forbidden => "forbidden",
             Outcome::StoreUnavailable => "store_unavailable",
             Outcome::IdpUnavailable => "idp_unavailable",
-            Outcome::BadRequest => "bad_request",
             Outcome::RateLimited => "rate_limited",
         }
     }
@@ -82,8 +78,6 @@ pub mod rule {
     pub const STORE: &str = "session_store";
     /// The identity provider failed.
     pub const PROVIDER: &str = "provider";
-    /// The request carried more than one `Authorization` header.
-    pub const TWO_CREDENTIALS: &str = "two_credentials";
     /// The client's address is over a `rate_limits` limit.
     pub const RATE_LIMITS: &str = "rate_limits";
 
