@@ -33,13 +33,15 @@ pub struct Admin {
 fn unresolved(snapshot: &crate::state::Snapshot) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     for app in snapshot.routes.values() {
-        for u in app.pool.unresolved().iter() {
-            out.push(serde_json::json!({
-                "app": app.name,
-                "file": app.file.display().to_string(),
-                "field": format!("upstreams[{}]", u.index),
-                "message": u.message,
-            }));
+        for (field, pool) in app.pools() {
+            for u in pool.unresolved().iter() {
+                out.push(serde_json::json!({
+                    "app": app.name,
+                    "file": app.file.display().to_string(),
+                    "field": format!("{field}upstreams[{}]", u.index),
+                    "message": u.message,
+                }));
+            }
         }
     }
     out

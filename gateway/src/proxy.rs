@@ -18,7 +18,7 @@ use crate::client::Client;
 use crate::metrics::app::UpstreamError;
 use crate::pages::{send_page, Page};
 use crate::request::{inspect, Rejection};
-use crate::state::{App, Snapshot, State};
+use crate::state::{App, RouteId, Snapshot, State};
 use crate::target::Target;
 use crate::tls::TlsConnInfo;
 use crate::trace_context::{RequestTrace, ResponseRequestIdBuilder};
@@ -42,6 +42,8 @@ pub struct RequestCtx {
     started: Instant,
     snapshot: Option<Arc<Snapshot>>,
     app: Option<Arc<App>>,
+    /// Which of the app's routes serves the request (its path prefix).
+    route: RouteId,
     host: Option<String>,
     forwarded_host: Option<String>,
     tried: Vec<SocketAddr>,
@@ -79,14 +81,17 @@ fn resolve_client(session: &Session, settings: &crate::state::Settings) -> Clien
 }
 
 impl Gateway {
-    /// Runs the app's auth policy on the canonical `target`; `Ok(true)` when a response was
-    /// written.
+    /// Serves the host's `/oauth2/*` endpoints with `endpoints_auth`, then runs the route's
+    /// policy (`route_auth`; `None` for a public route) on the canonical `target`; `Ok(true)`
+    /// when a response was written.
+    #[allow(clippy::too_many_arguments)]
     async fn authenticate(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
         app: &App,
-        auth: &crate::auth::AppAuth,
+        endpoints_auth: &crate::auth::AppAuth,
+        route_auth: Option<&crate::auth::AppAuth>,
         settings: &crate::auth::AuthSettings,
         target: &Target,
     ) -> Result<bool> {
@@ -100,7 +105,7 @@ impl Gateway {
         let req = flow::Request {
             state: &self.state,
             settings,
-            auth,
+            auth: endpoints_auth,
             app: &app.name,
             metrics: &app.metrics,
             origin: &origin,
@@ -114,6 +119,11 @@ impl Gateway {
                 return Ok(true);
             }
         }
+        let Some(auth) = route_auth else {
+            observe::skipped(ctx);
+            return Ok(false);
+        };
+        let req = flow::Request { auth, ..req };
         let api = match auth.classify(&header.method, path, target.stripped_path()) {
             Some(RouteClass::Public) => {
                 observe::skipped(ctx);
@@ -158,6 +168,7 @@ impl ProxyHttp for Gateway {
             started: Instant::now(),
             snapshot: None,
             app: None,
+            route: None,
             host: None,
             forwarded_host: None,
             tried: Vec::new(),
@@ -223,8 +234,17 @@ impl ProxyHttp for Gateway {
                 return self.reject(session, Rejection::BadPath).await;
             }
         };
-        let answered = match (&app.auth, &snapshot.auth) {
-            (Some(auth), Some(settings)) => self.authenticate(session, ctx, &app, auth, settings, &target).await,
+        let header = session.req_header();
+        let Ok(route) = app.select_route(target.path(header), target.stripped_path()) else {
+            return self.reject(session, Rejection::AmbiguousPath).await;
+        };
+        ctx.route = route;
+        let route_auth = app.route(route).auth.as_deref();
+        let answered = match (app.endpoint_auth(), &snapshot.auth) {
+            (Some(endpoints), Some(settings)) => {
+                self.authenticate(session, ctx, &app, endpoints, route_auth, settings, &target)
+                    .await
+            }
             _ => Ok(false),
         };
         ctx.target = Some(target);
@@ -241,7 +261,8 @@ impl ProxyHttp for Gateway {
             Some(std::net::IpAddr::V6(v6)) => v6.octets(),
             None => [0; 16],
         };
-        let Some(target) = app.pool.select(&key, &ctx.tried) else {
+        let route = app.route(ctx.route);
+        let Some(target) = route.pool.select(&key, &ctx.tried) else {
             app.metrics.upstream_error(UpstreamError::NoHealthyBackend);
             return Err(Error::explain(
                 ErrorType::HTTPStatus(502),
@@ -250,7 +271,7 @@ impl ProxyHttp for Gateway {
         };
         ctx.tried.push(target.spec.addr);
         let mut peer = target.peer.clone();
-        let t = &app.timeouts;
+        let t = &route.timeouts;
         peer.options.connection_timeout = Some(t.connect.0);
         peer.options.total_connection_timeout = Some(t.connect.0);
         peer.options.write_timeout = Some(t.write.0);
@@ -290,7 +311,7 @@ impl ProxyHttp for Gateway {
             .as_ref()
             .and_then(|s| s.auth.as_ref())
             .map(|a| a.cookie.name.as_str());
-        let app_auth = ctx.app.as_ref().and_then(|a| a.auth.as_ref());
+        let app_auth = ctx.app.as_ref().and_then(|a| a.route(ctx.route).auth.as_ref());
         let own_authorization = app_auth.is_some_and(|a| a.set_authorization_header);
         headers::strip(upstream, cookie_prefix, own_authorization);
         let forwarding = headers::Forwarding {

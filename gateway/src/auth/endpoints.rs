@@ -172,11 +172,16 @@ async fn callback(session: &HttpSession, req: &Request<'_>) -> Reply {
 fn session_lifetime(req: &Request<'_>, identity: &Identity) -> u64 {
     let provider = &req.auth.provider;
     let snapshot = req.state.snapshot();
-    let admitted = snapshot.routes.values().any(|app| {
-        app.auth
-            .as_ref()
-            .is_some_and(|a| a.provider.name == provider.name && a.policy.check(identity) == PolicyDecision::Allow)
-    });
+    let admitted = snapshot
+        .routes
+        .values()
+        .flat_map(|app| app.all_routes())
+        .any(|(_, route)| {
+            route
+                .auth
+                .as_ref()
+                .is_some_and(|a| a.provider.name == provider.name && a.policy.check(identity) == PolicyDecision::Allow)
+        });
     if admitted {
         req.settings.cookie.expire.as_secs()
     } else {

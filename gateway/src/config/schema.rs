@@ -516,6 +516,49 @@ pub struct AppFile {
     /// slashes (`%2F`) and dot segments with parameters. Only for apps without path rules.
     #[serde(default)]
     pub forward_raw_path: bool,
+    /// Path prefixes of this host served by their own backends and/or policy; a request no
+    /// route matches is served by the app's own `upstreams` and `auth`.
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+}
+
+/// One `routes:` entry of an app file. Every field but `path_prefix` is optional: an absent
+/// one is the app's (`auth: null` makes the route public in a protected app).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// `/api/`: matches `/api`, `/api/` and everything under it (whole segments; the longest
+    /// matching prefix wins), on the canonical path.
+    pub path_prefix: String,
+    /// Backends of this route; absent: the app's pool.
+    #[serde(default)]
+    pub upstreams: Option<Vec<String>>,
+    /// Load balancing over the route's own `upstreams`; absent: the app's.
+    #[serde(default)]
+    pub load_balancing: Option<LoadBalancing>,
+    /// Health check of the route's own `upstreams`; absent: the app's.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckSpec>,
+    /// TLS towards the route's own `https://` upstreams; absent: the app's.
+    #[serde(default)]
+    pub upstream_tls: Option<UpstreamTlsSpec>,
+    /// Upstream timeouts of the route (the whole block replaces the app's); absent: the app's.
+    #[serde(default)]
+    pub timeouts: Option<TimeoutsSpec>,
+    /// The route's policy: absent means the app's `auth`, `null` a public route, a block its
+    /// own policy (same provider as the app's).
+    #[serde(default, deserialize_with = "explicit")]
+    pub auth: Option<Option<AuthSpec>>,
+}
+
+/// Reads a field that is present (possibly `null`) as `Some(value)`; with `#[serde(default)]`
+/// an absent field stays `None`.
+fn explicit<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// `load_balancing:` values.

@@ -71,7 +71,7 @@ pub(super) fn decided(session: &Session, ctx: &mut RequestCtx, decided: &Decided
         provider: ctx
             .app
             .as_ref()
-            .and_then(|a| a.auth.as_ref())
+            .and_then(|a| a.endpoint_auth())
             .map_or("-", |a| a.provider.name.as_str()),
         rule: decided.rule,
         outcome: decided.outcome.as_str(),

@@ -8,6 +8,9 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+mod paths;
+pub use paths::{PathRoutes, PrefixError};
+
 /// Why a Host value was refused (the request gets a 400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum HostError {

@@ -11,13 +11,14 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{App, Settings, Snapshot};
+use super::{App, Route, Settings, Snapshot};
 use crate::auth::{AppAuth, AuthSettings};
 use crate::client::TrustedProxies;
+use crate::config::schema::{AppFile, AuthSpec, HealthCheckSpec, LoadBalancing, RouteSpec, UpstreamTlsSpec};
 use crate::config::{base_dir, AppEntry, Config, ConfigError, ConfigErrors};
 use crate::metrics::app::AppMetrics;
 use crate::metrics::Metrics;
-use crate::routing::{HostPattern, RouteTable};
+use crate::routing::{HostPattern, PathRoutes, RouteTable};
 use crate::target::PathMode;
 use crate::tls::CertStore;
 use crate::upstream::{Pool, PoolSpec, Resolver, SystemResolver};
@@ -206,9 +207,9 @@ impl<'a> Tenants<'a> {
             return;
         }
         self.taken.insert(app.host.clone(), file.to_path_buf());
-        self.pools
-            .entry(app.pool.spec().clone())
-            .or_insert_with(|| app.pool.clone());
+        for (_, pool) in app.pools() {
+            self.pools.entry(pool.spec().clone()).or_insert_with(|| pool.clone());
+        }
         self.routes.insert(app.host.clone(), app.clone());
     }
 
@@ -237,36 +238,29 @@ impl<'a> Tenants<'a> {
         if let Some(message) = super::raw_path_conflict(&spec) {
             return Err(fail("forward_raw_path", message.to_owned()));
         }
-        let (pool_spec, ca) = PoolSpec::parse(
-            &spec.upstreams,
-            spec.load_balancing,
-            spec.health_check.as_ref(),
-            spec.upstream_tls.as_ref(),
-            &base_dir(&file),
-            fingerprint,
-        )
-        .map_err(|list| field_errors(&file, list))?;
-        let pool = self
-            .pool(&file, pool_spec, ca, context)
-            .map_err(|e| fail("upstreams", format!("cannot build the pool: {e}")))?;
-        let auth = match &spec.auth {
-            None => None,
+        if context.auth_broken && (spec.auth.is_some() || spec.routes.iter().any(|r| matches!(r.auth, Some(Some(_))))) {
             // The cookie section itself is broken and already reported.
-            Some(_) if context.auth_broken => return Err(Vec::new()),
-            Some(a) => {
-                let prev = self.previous.get(file.as_path()).copied();
-                match reusable_auth(prev, a, &host, context.auth) {
-                    Some(auth) => Some(auth),
-                    None => Some(Arc::new(
-                        AppAuth::build(a, &host, context.auth).map_err(|list| field_errors(&file, list))?,
-                    )),
-                }
-            }
+            return Err(Vec::new());
+        }
+        check_one_provider(&file, &spec)?;
+        let prev = self.previous.get(file.as_path()).copied();
+        let app_pool = PoolInputs {
+            upstreams: &spec.upstreams,
+            load_balancing: spec.load_balancing,
+            health_check: spec.health_check.as_ref(),
+            upstream_tls: spec.upstream_tls.as_ref(),
         };
-        let protected = auth.is_some();
-        let metrics = self
-            .previous
-            .get(file.as_path())
+        let pool = self.pool_for(&file, "", &app_pool, context, fingerprint)?;
+        let prev_auth = prev.filter(|p| p.host == host).and_then(|p| p.default.auth.as_ref());
+        let auth = compile_auth(&file, "", spec.auth.as_ref(), prev_auth, &host, context)?;
+        let default = Route {
+            pool,
+            timeouts: spec.timeouts,
+            auth,
+        };
+        let routes = self.compile_routes(&file, &spec, &default, prev, &host, context, fingerprint)?;
+        let protected = default.auth.is_some() || routes.iter().any(|(_, r)| r.auth.is_some());
+        let metrics = prev
             .map(|prev| &prev.metrics)
             .filter(|m| m.fits(&name, protected))
             .cloned()
@@ -275,15 +269,101 @@ impl<'a> Tenants<'a> {
             name,
             host,
             file,
-            pool,
-            timeouts: spec.timeouts,
+            default,
+            routes,
             path_mode: if spec.forward_raw_path {
                 PathMode::Raw
             } else {
                 PathMode::Canonical
             },
-            auth,
             metrics,
+        })
+    }
+
+    /// Compiles the app's `routes:`; an absent setting of a route is the app's (`default`).
+    #[allow(clippy::too_many_arguments)]
+    fn compile_routes(
+        &mut self,
+        file: &Path,
+        spec: &AppFile,
+        default: &Route,
+        prev: Option<&Arc<App>>,
+        host: &HostPattern,
+        context: &AppContext<'_>,
+        fingerprint: &mut crate::config::Fingerprint,
+    ) -> Result<PathRoutes<Route>, Vec<ConfigError>> {
+        let mut routes = PathRoutes::default();
+        let mut errors = Vec::new();
+        for (i, r) in spec.routes.iter().enumerate() {
+            let field = format!("routes[{i}].");
+            let pool = match &r.upstreams {
+                Some(upstreams) => {
+                    let inputs = PoolInputs {
+                        upstreams,
+                        load_balancing: r.load_balancing.unwrap_or(spec.load_balancing),
+                        health_check: r.health_check.as_ref().or(spec.health_check.as_ref()),
+                        upstream_tls: r.upstream_tls.as_ref().or(spec.upstream_tls.as_ref()),
+                    };
+                    self.pool_for(file, &field, &inputs, context, fingerprint)
+                }
+                None => pool_settings_without_upstreams(file, &field, r).map(|()| default.pool.clone()),
+            };
+            let auth = match &r.auth {
+                None => Ok(default.auth.clone()),
+                Some(None) => Ok(None),
+                Some(Some(a)) => {
+                    let prev_auth = prev
+                        .filter(|p| p.host == *host)
+                        .and_then(|p| p.routes.iter().find(|(prefix, _)| *prefix == r.path_prefix))
+                        .and_then(|(_, route)| route.auth.as_ref());
+                    compile_auth(file, &field, Some(a), prev_auth, host, context)
+                }
+            };
+            match (pool, auth) {
+                (Ok(pool), Ok(auth)) => {
+                    let route = Route {
+                        pool,
+                        timeouts: r.timeouts.unwrap_or(default.timeouts),
+                        auth,
+                    };
+                    if let Err(e) = routes.insert(&r.path_prefix, route) {
+                        errors.push(ConfigError::new(file, format!("{field}path_prefix"), e.to_string()));
+                    }
+                }
+                (pool, auth) => errors.extend(pool.err().into_iter().chain(auth.err()).flatten()),
+            }
+        }
+        if errors.is_empty() {
+            Ok(routes)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The pool for `inputs` (errors named with `field`, e.g. `routes[0].`).
+    fn pool_for(
+        &mut self,
+        file: &Path,
+        field: &str,
+        inputs: &PoolInputs<'_>,
+        context: &AppContext<'_>,
+        fingerprint: &mut crate::config::Fingerprint,
+    ) -> Result<Arc<Pool>, Vec<ConfigError>> {
+        let (pool_spec, ca) = PoolSpec::parse(
+            inputs.upstreams,
+            inputs.load_balancing,
+            inputs.health_check,
+            inputs.upstream_tls,
+            &base_dir(file),
+            fingerprint,
+        )
+        .map_err(|list| field_errors(file, field, list))?;
+        self.pool(file, field, pool_spec, ca, context).map_err(|e| {
+            vec![ConfigError::new(
+                file,
+                format!("{field}upstreams"),
+                format!("cannot build the pool: {e}"),
+            )]
         })
     }
 
@@ -292,6 +372,7 @@ impl<'a> Tenants<'a> {
     fn pool(
         &mut self,
         file: &Path,
+        field: &str,
         spec: PoolSpec,
         ca: Option<Arc<pingora::protocols::tls::CaType>>,
         context: &AppContext<'_>,
@@ -304,8 +385,11 @@ impl<'a> Tenants<'a> {
             None => {
                 let (pool, unresolved) = Pool::build(spec.clone(), ca, context.metrics.clone(), context.resolver)?;
                 for u in unresolved {
-                    self.unresolved
-                        .push(ConfigError::new(file, format!("upstreams[{}]", u.index), u.message));
+                    self.unresolved.push(ConfigError::new(
+                        file,
+                        format!("{field}upstreams[{}]", u.index),
+                        u.message,
+                    ));
                 }
                 Arc::new(pool)
             }
@@ -315,24 +399,92 @@ impl<'a> Tenants<'a> {
     }
 }
 
-fn field_errors(file: &Path, list: Vec<(String, String)>) -> Vec<ConfigError> {
-    list.into_iter()
-        .map(|(field, message)| ConfigError::new(file, field, message))
-        .collect()
+/// What a pool is built from: the app's settings, or a route's with the app's as defaults.
+struct PoolInputs<'a> {
+    upstreams: &'a [String],
+    load_balancing: LoadBalancing,
+    health_check: Option<&'a HealthCheckSpec>,
+    upstream_tls: Option<&'a UpstreamTlsSpec>,
 }
 
-/// The previous snapshot's compiled policy of app `name`, when it can serve `spec` unchanged
-/// (compiling 1,000 apps' route regexes is most of a reload).
-fn reusable_auth(
-    prev: Option<&Arc<App>>,
-    spec: &crate::config::schema::AuthSpec,
+/// A route without its own `upstreams` uses the app's pool: pool settings would change nothing.
+fn pool_settings_without_upstreams(file: &Path, field: &str, r: &RouteSpec) -> Result<(), Vec<ConfigError>> {
+    let stray = [
+        ("load_balancing", r.load_balancing.is_some()),
+        ("health_check", r.health_check.is_some()),
+        ("upstream_tls", r.upstream_tls.is_some()),
+    ];
+    let errors: Vec<ConfigError> = stray
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| {
+            ConfigError::new(
+                file,
+                format!("{field}{name}"),
+                "applies to the route's own upstreams, and the route has none: add upstreams to the route or remove it",
+            )
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// Every policy of one host signs in with one provider: they share the host's `/oauth2/`
+/// endpoints and its session cookie.
+fn check_one_provider(file: &Path, spec: &AppFile) -> Result<(), Vec<ConfigError>> {
+    let mut first = spec
+        .auth
+        .as_ref()
+        .map(|a| ("auth.provider".to_owned(), a.provider.as_str()));
+    for (i, r) in spec.routes.iter().enumerate() {
+        let Some(Some(a)) = &r.auth else { continue };
+        match &first {
+            None => first = Some((format!("routes[{i}].auth.provider"), a.provider.as_str())),
+            Some((field, provider)) if *provider != a.provider => {
+                return Err(vec![ConfigError::new(
+                    file,
+                    format!("routes[{i}].auth.provider"),
+                    format!(
+                        "is {:?} but {field} is {provider:?}: every policy of one host signs in with the same provider (they share its /oauth2/ endpoints and session cookie)",
+                        a.provider
+                    ),
+                )]);
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Compiles an `auth` block (errors named with `field`, e.g. `routes[0].`), reusing
+/// `prev`'s compiled policy when it can serve the block unchanged (compiling 1,000 apps' route
+/// regexes is most of a reload).
+fn compile_auth(
+    file: &Path,
+    field: &str,
+    spec: Option<&AuthSpec>,
+    prev: Option<&Arc<AppAuth>>,
     host: &HostPattern,
-    settings: Option<&AuthSettings>,
-) -> Option<Arc<AppAuth>> {
-    let settings = settings?;
-    let prev = prev?;
-    let auth = prev.auth.as_ref()?;
-    (prev.host == *host && auth.reusable_for(spec, settings, host)).then(|| auth.clone())
+    context: &AppContext<'_>,
+) -> Result<Option<Arc<AppAuth>>, Vec<ConfigError>> {
+    let Some(spec) = spec else { return Ok(None) };
+    if let (Some(prev), Some(settings)) = (prev, context.auth) {
+        if prev.reusable_for(spec, settings, host) {
+            return Ok(Some(prev.clone()));
+        }
+    }
+    AppAuth::build(spec, host, context.auth)
+        .map(|a| Some(Arc::new(a)))
+        .map_err(|list| field_errors(file, field, list))
+}
+
+fn field_errors(file: &Path, prefix: &str, list: Vec<(String, String)>) -> Vec<ConfigError> {
+    list.into_iter()
+        .map(|(field, message)| ConfigError::new(file, format!("{prefix}{field}"), message))
+        .collect()
 }
 
 fn build_auth(

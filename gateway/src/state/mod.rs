@@ -16,11 +16,22 @@ use crate::config::schema::{Listen, LogIdentity, TimeoutsSpec};
 use crate::config::ConfigError;
 use crate::metrics::app::AppMetrics;
 use crate::metrics::Metrics;
-use crate::routing::{HostPattern, RouteTable};
+use crate::routing::{HostPattern, PathRoutes, RouteTable};
 use crate::session::Store;
 use crate::target::PathMode;
 use crate::tls::CertStore;
 use crate::upstream::Pool;
+
+/// Where a request goes once its app and path are known: backends, timeouts and policy.
+#[derive(Debug)]
+pub struct Route {
+    /// Its backends.
+    pub pool: Arc<Pool>,
+    /// Upstream timeouts.
+    pub timeouts: TimeoutsSpec,
+    /// Authentication policy; `None` for a public route.
+    pub auth: Option<Arc<AppAuth>>,
+}
 
 /// One app, compiled.
 #[derive(Debug)]
@@ -31,16 +42,69 @@ pub struct App {
     pub host: HostPattern,
     /// The file it came from.
     pub file: PathBuf,
-    /// Its backends.
-    pub pool: Arc<Pool>,
-    /// Upstream timeouts.
-    pub timeouts: TimeoutsSpec,
-    /// Authentication policy; `None` for a public app.
-    pub auth: Option<Arc<AppAuth>>,
+    /// The app's own `upstreams`, `timeouts` and `auth`: requests no path route matches.
+    pub default: Route,
+    /// The `routes:` entries, by path prefix.
+    pub routes: PathRoutes<Route>,
     /// How the request path is read and forwarded (`forward_raw_path`).
     pub path_mode: PathMode,
     /// Its metric handles, resolved once (kept across reloads).
     pub metrics: Arc<AppMetrics>,
+}
+
+/// Which of an app's routes serves a request: `None` is the app's own.
+pub type RouteId = Option<usize>;
+
+/// A request whose path and path without matrix parameters choose different routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AmbiguousRoute;
+
+impl App {
+    /// The route for canonical `path`. `stripped` is the same path without matrix parameters
+    /// ([`Target::stripped_path`](crate::target::Target::stripped_path)): when the two choose
+    /// different routes the request is ambiguous (an upstream that cuts parameters would get
+    /// a request another route's policy judged).
+    pub fn select_route(&self, path: &str, stripped: Option<&str>) -> Result<RouteId, AmbiguousRoute> {
+        let chosen = self.routes.lookup(path);
+        match stripped {
+            Some(s) if self.routes.lookup(s) != chosen => Err(AmbiguousRoute),
+            _ => Ok(chosen),
+        }
+    }
+
+    /// The route `id` names (the app's own when it names none).
+    pub fn route(&self, id: RouteId) -> &Route {
+        id.and_then(|i| self.routes.get(i))
+            .map_or(&self.default, |(_, route)| route)
+    }
+
+    /// The app's own route and then every path route, with the field prefix of its settings
+    /// in the app file (`""`, `routes[0].`, ...).
+    pub fn all_routes(&self) -> impl Iterator<Item = (String, &Route)> {
+        std::iter::once((String::new(), &self.default)).chain(
+            self.routes
+                .iter()
+                .enumerate()
+                .map(|(i, (_, route))| (format!("routes[{i}]."), route)),
+        )
+    }
+
+    /// The app's distinct pools, with the field prefix of their `upstreams` in the app file
+    /// (a route without its own `upstreams` uses the app's pool and is not listed again).
+    pub fn pools(&self) -> impl Iterator<Item = (String, &Arc<Pool>)> {
+        self.all_routes()
+            .filter(|(field, route)| field.is_empty() || !Arc::ptr_eq(&route.pool, &self.default.pool))
+            .map(|(field, route)| (field, &route.pool))
+    }
+
+    /// The policy serving the host's `/oauth2/*` endpoints: the app's, else the first path
+    /// route's (every policy of one app signs in with the same provider).
+    pub fn endpoint_auth(&self) -> Option<&Arc<AppAuth>> {
+        self.default
+            .auth
+            .as_ref()
+            .or_else(|| self.routes.iter().find_map(|(_, r)| r.auth.as_ref()))
+    }
 }
 
 /// Why `forward_raw_path` cannot serve this app, if it cannot: rules would judge a path the
@@ -49,10 +113,11 @@ pub(crate) fn raw_path_conflict(spec: &crate::config::schema::AppFile) -> Option
     let has_rules = spec
         .auth
         .as_ref()
-        .is_some_and(|a| !a.skip_auth_routes.is_empty() || !a.api_routes.is_empty());
+        .is_some_and(|a| !a.skip_auth_routes.is_empty() || !a.api_routes.is_empty())
+        || !spec.routes.is_empty();
     (spec.forward_raw_path && has_rules).then_some(
-        "cannot be combined with auth.skip_auth_routes or auth.api_routes: those rules judge the \
-         canonical path, which the upstream would not receive; remove the rules or forward_raw_path",
+        "cannot be combined with auth.skip_auth_routes, auth.api_routes or routes: those judge \
+         the canonical path, which the upstream would not receive; remove them or forward_raw_path",
     )
 }
 
@@ -170,11 +235,13 @@ impl State {
         let gauge = &self.metrics.backend_healthy;
         gauge.reset();
         for app in snapshot.routes.values() {
-            for (target, healthy) in app.pool.health() {
-                let backend = target.addr.to_string();
-                gauge
-                    .with_label_values(&[app.name.as_str(), backend.as_str()])
-                    .set(i64::from(healthy));
+            for (_, pool) in app.pools() {
+                for (target, healthy) in pool.health() {
+                    let backend = target.addr.to_string();
+                    gauge
+                        .with_label_values(&[app.name.as_str(), backend.as_str()])
+                        .set(i64::from(healthy));
+                }
             }
         }
     }
@@ -240,7 +307,7 @@ mod tests {
         )
         .unwrap();
         let next = Snapshot::build(crate::config::load(&main).unwrap(), Some(&first), &state.metrics).unwrap();
-        let auth_of = |s: &Snapshot, host: &str| s.routes.lookup(host).unwrap().auth.clone().unwrap();
+        let auth_of = |s: &Snapshot, host: &str| s.routes.lookup(host).unwrap().default.auth.clone().unwrap();
         assert!(
             Arc::ptr_eq(&auth_of(&first, "a.example.com"), &auth_of(&next, "a.example.com")),
             "unchanged: reused"
@@ -266,11 +333,82 @@ mod tests {
         let next = Snapshot::build(config, Some(&first), &state.metrics).unwrap();
         assert_eq!(next.generation, first.generation + 1);
         assert_eq!(next.pools.len(), 2);
-        let a_before = &first.routes.lookup("a.example.com").unwrap().pool;
-        let a_after = &next.routes.lookup("a.example.com").unwrap().pool;
+        let a_before = &first.routes.lookup("a.example.com").unwrap().default.pool;
+        let a_after = &next.routes.lookup("a.example.com").unwrap().default.pool;
         assert!(
             Arc::ptr_eq(a_before, a_after),
             "an unchanged pool is reused with its health state"
         );
+    }
+
+    #[test]
+    fn broken_routes_reject_their_app_file_naming_the_field() {
+        let app = |routes: &str| format!("host: a.example.com\nupstreams: [\"127.0.0.1:9001\"]\n{routes}");
+        let cases = [
+            ("routes: [{ path_prefix: /oauth2/x }]", "routes[0].path_prefix"),
+            ("routes: [{ path_prefix: api }]", "routes[0].path_prefix"),
+            ("routes: [{ path_prefix: /a/../b }]", "routes[0].path_prefix"),
+            (
+                "routes: [{ path_prefix: /api }, { path_prefix: /api/ }]",
+                "routes[1].path_prefix",
+            ),
+            (
+                "routes: [{ path_prefix: /api, load_balancing: consistent_hash }]",
+                "routes[0].load_balancing",
+            ),
+            ("routes: [{ path_prefix: /api, upstreams: [] }]", "routes[0].upstreams"),
+            (
+                "routes: [{ path_prefix: /api, upstreams: [\"nope:x\"] }]",
+                "routes[0].upstreams[0]",
+            ),
+            (
+                "auth: { provider: corp }\nroutes: [{ path_prefix: /api, auth: { provider: other } }]",
+                "routes[0].auth.provider",
+            ),
+            (
+                "forward_raw_path: true\nroutes: [{ path_prefix: /api }]",
+                "forward_raw_path",
+            ),
+            ("routes: [{ path_prefix: /api, nope: 1 }]", "routes[0]"),
+        ];
+        for (routes, field) in cases {
+            let (state, _dir) = test_support::state(&[("a", &app(routes))]);
+            let snapshot = state.snapshot();
+            assert!(snapshot.routes.lookup("a.example.com").is_none(), "{routes}");
+            assert!(
+                snapshot.rejected.iter().any(|e| e.field.starts_with(field)),
+                "{routes}: {:?}",
+                snapshot.rejected
+            );
+        }
+    }
+
+    #[test]
+    fn routes_inherit_the_app_settings_they_do_not_set() {
+        let yaml = "host: a.example.com\nupstreams: [\"127.0.0.1:9001\"]\ntimeouts: { read: 7s }\n\
+                    routes:\n  - { path_prefix: /same }\n  - { path_prefix: /own, upstreams: [\"127.0.0.1:9002\"], timeouts: { read: 3s } }\n";
+        let (state, _dir) = test_support::state(&[("a", yaml)]);
+        let snapshot = state.snapshot();
+        let app = snapshot.routes.lookup("a.example.com").unwrap();
+        let same = app.route(app.select_route("/same/x", None).unwrap());
+        let own = app.route(app.select_route("/own", None).unwrap());
+        assert!(
+            Arc::ptr_eq(&same.pool, &app.default.pool),
+            "no upstreams: the app's pool"
+        );
+        assert_eq!(same.timeouts.read.0, Duration::from_secs(7));
+        assert!(!Arc::ptr_eq(&own.pool, &app.default.pool));
+        assert_eq!(own.timeouts.read.0, Duration::from_secs(3));
+        assert_eq!(
+            snapshot.pools.len(),
+            2,
+            "the route's pool is health-checked with the others"
+        );
+        assert_eq!(app.pools().count(), 2);
+        assert!(std::ptr::eq(
+            app.route(app.select_route("/other", None).unwrap()),
+            &app.default
+        ));
+        assert_eq!(app.select_route("/own;x/y", Some("/own/y")), Err(AmbiguousRoute));
     }
 }
