@@ -189,7 +189,7 @@ fn fleet_of_sidecars_matches_the_golden_output_and_passes_check() {
         "Service billing/billing has no port for the app container's port 8080",
         "- `github`: `https://billing.example.com/oauth2/callback`, `https://reports.example.com/oauth2/callback`",
         // not carried over, by name
-        "| Deployment shop/shop container oauth2-proxy | `upstreams` | path routing: pending",
+        "| Deployment shop/shop container oauth2-proxy | `upstreams` | path route /api/ → 127.0.0.1:9000 is inside the pod: give that port a Service",
         "| `reverse_proxy` | true | not needed | server.trusted_proxies |",
         "| StatefulSet monitoring/grafana container oauth2-proxy | `whitelist_domains` | pending:",
         // every option listed
@@ -487,4 +487,32 @@ async fn round_trip_admits_and_refuses_what_the_sidecars_did() {
             assert_eq!(echo["headers"]["x-forwarded-email"][0], format!("{user}@example.com"));
         }
     }
+}
+
+#[test]
+fn several_upstreams_become_path_routes_that_pass_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("oauth2-proxy.cfg");
+    std::fs::write(
+        &cfg,
+        "provider = \"oidc\"\noidc_issuer_url = \"https://idp.example.com\"\nclient_id = \"c\"\n\
+         client_secret = \"s\"\ncookie_secret = \"0123456789abcdef0123456789abcdef\"\n\
+         redirect_url = \"https://shop.example.com/oauth2/callback\"\nemail_domains = [\"example.com\"]\n\
+         upstreams = [\"http://127.0.0.1:8080/\", \"http://127.0.0.1:9000/api/\", \"http://127.0.0.1:9100/static\"]\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let (code, text) = import(&out, &[cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    let app: serde_yaml::Value = serde_yaml::from_str(&read(&out.join("apps.d/shop.yaml"))).unwrap();
+    assert_eq!(app["upstreams"][0].as_str(), Some("127.0.0.1:8080"), "{app:?}");
+    let routes = app["routes"].as_sequence().unwrap();
+    let pairs: Vec<(&str, &str)> = routes
+        .iter()
+        .map(|r| (r["path_prefix"].as_str().unwrap(), r["upstreams"][0].as_str().unwrap()))
+        .collect();
+    assert_eq!(pairs, [("/api/", "127.0.0.1:9000"), ("/static", "127.0.0.1:9100")]);
+    let report = read(&out.join("import-report.md"));
+    assert!(report.contains("authgate's route matches whole segments"), "{report}");
+    check(&out);
 }

@@ -262,7 +262,7 @@ pub(crate) const TABLE: &[Entry] = &[
     e("ssl-upstream-insecure-skip-verify", "ssl_upstream_insecure_skip_verify", B, M, "upstream_tls.insecure_skip_verify", ""),
     e("disable-keep-alives", "disable_keep_alives", B, U, "timeouts.idle", "Upstream connections are always reused."),
     e("upstream-timeout", "upstream_timeout", T, M, "timeouts.read", ""),
-    e("upstream", "upstreams", L, M, "upstreams", "One upstream per app; several (path routing), `file://`, `static://` and `unix://` are reported."),
+    e("upstream", "upstreams", L, M, "upstreams, routes[].upstreams", "The upstream at `/` is the app's; one at another path becomes a `routes:` entry with that `path_prefix` (whole segments: `/api` no longer matches `/apix`); `file://`, `static://` and `unix://` are reported."),
 ];
 
 /// The row of an option named as a flag (`email-domain`), a config key (`email_domains`), or an

@@ -143,6 +143,18 @@ pub(crate) struct AppOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<TimeoutsOut>,
     pub auth: AuthOut,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteOut>,
+}
+
+/// One `routes:` entry.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct RouteOut {
+    pub path_prefix: String,
+    pub upstreams: Vec<String>,
+    /// Only when it differs from the app's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthOut>,
 }
 
 /// `upstream_tls:`.
@@ -158,7 +170,7 @@ pub(crate) struct TimeoutsOut {
 }
 
 /// `auth:`.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub(crate) struct AuthOut {
     pub provider: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]

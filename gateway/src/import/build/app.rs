@@ -1,7 +1,7 @@
 //! App files: the host (routing, `redirect_url` or `--host`), the upstream (the application
 //! container, not the sidecar) and the `auth` block of one instance.
 
-use super::super::writer::{AppOut, AuthOut, TimeoutsOut, UpstreamTlsOut};
+use super::super::writer::{AppOut, AuthOut, RouteOut, TimeoutsOut, UpstreamTlsOut};
 use super::super::{Instance, Site};
 use super::opts::Val;
 use super::{Ctx, Finding, Opts};
@@ -43,7 +43,11 @@ pub(crate) fn map(inst: &Instance, opts: &Opts, provider: Option<(String, String
     let sites = sites(inst, opts, ctx);
     let own = opts.list("upstreams");
     let central = sites.iter().any(|s| s.upstream.is_some()) && own.iter().all(|u| !u.starts_with("http"));
-    let upstreams = if central { None } else { upstream(inst, opts, ctx) };
+    let (upstreams, routes) = if central {
+        (None, Vec::new())
+    } else {
+        upstream(inst, opts, ctx)
+    };
     let Some((provider, kind)) = provider else {
         for s in &sites {
             ctx.findings.push(Finding::unmapped(
@@ -82,7 +86,28 @@ pub(crate) fn map(inst: &Instance, opts: &Opts, provider: Option<(String, String
             ));
             continue;
         };
-        if let Some(other) = ctx.apps.iter().find(|a| a.host == site.host) {
+        if let Some(other) = ctx.apps.iter_mut().find(|a| a.host == site.host) {
+            if !site.paths.is_empty() && other.auth.provider == auth.provider {
+                for path in &site.paths {
+                    other.routes.push(RouteOut {
+                        path_prefix: path.clone(),
+                        upstreams: vec![up.clone()],
+                        auth: (other.auth != auth).then(|| auth.clone()),
+                    });
+                }
+                other.sources.push(site.origin.clone());
+                ctx.findings.push(Finding::info(
+                    subject,
+                    &format!(
+                        "{} sends {} of {} to this instance: written as routes: of app `{}`",
+                        site.origin,
+                        site.paths.join(", "),
+                        site.host,
+                        other.name
+                    ),
+                ));
+                continue;
+            }
             ctx.findings.push(Finding::unmapped(
                 subject,
                 "redirect_url",
@@ -94,15 +119,30 @@ pub(crate) fn map(inst: &Instance, opts: &Opts, provider: Option<(String, String
             continue;
         }
         if !site.paths.is_empty() {
-            ctx.findings.push(Finding::unmapped(
+            ctx.findings.push(Finding::action(
                 subject,
-                "upstreams",
                 &format!(
-                    "path routing: pending — {} routes only {} to this app; authgate sends the whole host to it until per-path routes land",
+                    "{} sends only {} of {} to this app; authgate sends every path of the host to it: other paths that must reach other backends need routes: entries",
                     site.origin,
-                    site.paths.join(", ")
+                    site.paths.join(", "),
+                    site.host
                 ),
             ));
+        }
+        if site.upstream.is_some() {
+            for r in &routes {
+                ctx.findings.push(Finding::unmapped(
+                    subject,
+                    "upstreams",
+                    &format!(
+                        "path route {} → {} is inside the pod: give that port a Service and add routes: [{{ path_prefix: {}, upstreams: [<service>:<port>] }}] to the app of {}",
+                        r.path_prefix,
+                        r.upstreams.join(", "),
+                        r.path_prefix,
+                        site.host
+                    ),
+                ));
+            }
         }
         let callback = format!("https://{}/oauth2/callback", site.host.trim_start_matches("*."));
         let list = ctx.callbacks.entry(provider.clone()).or_default();
@@ -127,6 +167,11 @@ pub(crate) fn map(inst: &Instance, opts: &Opts, provider: Option<(String, String
                 .filter(|t| humantime::parse_duration(t).is_ok())
                 .map(|t| TimeoutsOut { read: t.to_owned() }),
             auth: auth.clone(),
+            routes: if site.upstream.is_none() {
+                routes.clone()
+            } else {
+                Vec::new()
+            },
         });
     }
 }
@@ -171,11 +216,13 @@ fn sites(inst: &Instance, opts: &Opts, ctx: &mut Ctx) -> Vec<Site> {
     }]
 }
 
-/// The app's upstream from `--upstream`: the one at `/` (others are path routes, pending).
-fn upstream(inst: &Instance, opts: &Opts, ctx: &mut Ctx) -> Option<String> {
+/// The app's upstream from `--upstream`: the one at `/`; the others become path routes
+/// (oauth2-proxy passes the request path unchanged to an upstream chosen by its URL's path).
+fn upstream(inst: &Instance, opts: &Opts, ctx: &mut Ctx) -> (Option<String>, Vec<RouteOut>) {
     let subject = inst.origin.as_str();
     let list = opts.list("upstreams");
     let mut chosen = None;
+    let mut routes = Vec::new();
     for raw in &list {
         let Ok(url) = url::Url::parse(raw) else {
             ctx.findings
@@ -209,12 +256,8 @@ fn upstream(inst: &Instance, opts: &Opts, ctx: &mut Ctx) -> Option<String> {
             if chosen.is_none() {
                 chosen = Some(addr);
             }
-        } else {
-            ctx.findings.push(Finding::unmapped(
-                subject,
-                "upstreams",
-                &format!("path routing: pending — {path} → {addr} is not routed separately; requests under {path} go to the app's main upstream"),
-            ));
+        } else if let Some(route) = path_route(subject, raw, path, addr, ctx) {
+            routes.push(route);
         }
     }
     let inst_has_k8s_upstream = inst.sites.iter().all(|s| s.upstream.is_some()) && !inst.sites.is_empty();
@@ -224,7 +267,31 @@ fn upstream(inst: &Instance, opts: &Opts, ctx: &mut Ctx) -> Option<String> {
             ctx.findings.push(Finding::action(subject, &format!("upstream {addr} is on loopback: right only if authgate runs on the same host; otherwise write the app's address")));
         }
     }
-    chosen
+    (chosen, routes)
+}
+
+/// A `routes:` entry for an upstream at `path`, or `None` (reported) when authgate cannot
+/// match that path.
+fn path_route(subject: &str, raw: &str, path: &str, addr: String, ctx: &mut Ctx) -> Option<RouteOut> {
+    if let Err(e) = crate::routing::PathRoutes::default().insert(path, ()) {
+        ctx.findings.push(Finding::unmapped(
+            subject,
+            "upstreams",
+            &format!("{raw}: not written as a route: path_prefix {e}"),
+        ));
+        return None;
+    }
+    if !path.ends_with('/') {
+        ctx.findings.push(Finding::info(
+            subject,
+            &format!("{raw}: oauth2-proxy matched {path} as a string prefix ({path}x too); authgate's route matches whole segments ({path} and {path}/...)"),
+        ));
+    }
+    Some(RouteOut {
+        path_prefix: path.to_owned(),
+        upstreams: vec![addr],
+        auth: None,
+    })
 }
 
 /// The `auth` block.
