@@ -35,6 +35,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod echo;
+pub mod explain;
 pub mod health;
 pub mod import;
 pub mod listen;

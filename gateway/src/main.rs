@@ -57,6 +57,35 @@ enum Command {
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
+    /// What the gateway would answer to a request, and why (app, canonical path, route,
+    /// policy, answer), without starting a server or using the network. Exit 0 when the
+    /// request would be admitted, 1 when refused, 2 on a usage or configuration error.
+    Explain {
+        /// The main configuration file.
+        #[arg(short, long, env = "AUTHGATE_CONFIG", default_value = "config/gateway.yaml")]
+        config: PathBuf,
+        /// The request's URL, its path exactly as a client sends it.
+        #[arg(long)]
+        url: String,
+        /// The request method.
+        #[arg(long, default_value = "GET")]
+        method: http::Method,
+        /// A signed-in user with this (verified) email.
+        #[arg(long, conflicts_with = "token")]
+        email: Option<String>,
+        /// The user's groups, comma-separated.
+        #[arg(long, value_delimiter = ',', requires = "email")]
+        groups: Vec<String>,
+        /// The user's subject (default: the email's local part).
+        #[arg(long, requires = "email")]
+        subject: Option<String>,
+        /// A bearer JWT (its claims are read without verifying it: explain works offline).
+        #[arg(long)]
+        token: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Session tools.
     Session {
         #[command(subcommand)]
@@ -153,6 +182,29 @@ fn main() -> ExitCode {
             }
         },
         Command::Echo { listen } => echo(listen),
+        Command::Explain {
+            config,
+            url,
+            method,
+            email,
+            groups,
+            subject,
+            token,
+            json,
+        } => {
+            let who = match (email, token) {
+                (Some(email), _) => authgate::explain::Who::User(authgate::auth::policy::Identity {
+                    subject: subject.unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_owned()),
+                    email: Some(email),
+                    email_verified: true,
+                    groups,
+                    ..Default::default()
+                }),
+                (None, Some(token)) => authgate::explain::Who::Token(token),
+                (None, None) => authgate::explain::Who::Anonymous,
+            };
+            explain(&config, authgate::explain::Question { url, method, who }, json)
+        }
         Command::Import { from } => import(from),
         Command::Session {
             command:
@@ -265,6 +317,37 @@ fn check(config: &std::path::Path, bind: bool, offline: bool) -> ExitCode {
         if bind { ", every listener can be bound" } else { "" }
     );
     ExitCode::SUCCESS
+}
+
+fn explain(config: &std::path::Path, question: authgate::explain::Question, json: bool) -> ExitCode {
+    let (snapshot, rejected) = match authgate::explain::load(config) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("authgate explain: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for e in rejected {
+        eprintln!("authgate explain: left out, as the gateway would: {e}");
+    }
+    match authgate::explain::explain(&snapshot, &question) {
+        Ok(answer) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer).unwrap_or_default());
+            } else {
+                print!("{answer}");
+            }
+            if answer.admitted {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("authgate explain: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn echo(addrs: Vec<std::net::SocketAddr>) -> ExitCode {

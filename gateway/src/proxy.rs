@@ -13,12 +13,12 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::auth::flow::{self, Decision, Granted};
 use crate::auth::outcome::Outcome;
-use crate::auth::{endpoints, headers, RouteClass};
+use crate::auth::{endpoints, headers};
 use crate::client::Client;
 use crate::metrics::app::UpstreamError;
 use crate::pages::{send_page, Page};
-use crate::request::{inspect, Rejection};
-use crate::state::{App, RouteId, Snapshot, State};
+use crate::request::Rejection;
+use crate::state::{App, Class, Dispatched, RouteId, Snapshot, State, Unrouted};
 use crate::target::Target;
 use crate::tls::TlsConnInfo;
 use crate::trace_context::{RequestTrace, ResponseRequestIdBuilder};
@@ -81,58 +81,61 @@ fn resolve_client(session: &Session, settings: &crate::state::Settings) -> Clien
 }
 
 impl Gateway {
-    /// Serves the host's `/oauth2/*` endpoints with `endpoints_auth`, then runs the route's
-    /// policy (`route_auth`; `None` for a public route) on the canonical `target`; `Ok(true)`
-    /// when a response was written.
-    #[allow(clippy::too_many_arguments)]
+    /// Serves the host's `/oauth2/*` endpoints with the app's endpoint policy, or runs the
+    /// route's policy on the request as `class` says; `Ok(true)` when a response was written.
     async fn authenticate(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
-        app: &App,
-        endpoints_auth: &crate::auth::AppAuth,
-        route_auth: Option<&crate::auth::AppAuth>,
+        routed: &Dispatched,
+        class: Class,
         settings: &crate::auth::AuthSettings,
-        target: &Target,
     ) -> Result<bool> {
+        let api = match class {
+            Class::Unprotected | Class::Skipped => {
+                observe::skipped(ctx);
+                return Ok(false);
+            }
+            Class::Ambiguous => return self.reject(session, Rejection::AmbiguousPath).await,
+            Class::Api => true,
+            Class::Protected => false,
+            Class::Endpoint => false,
+        };
+        let app = &routed.app;
+        let (Some(endpoints_auth), Some(route_auth)) =
+            (app.endpoint_auth(), routed.route_auth().or(app.endpoint_auth()))
+        else {
+            return Ok(false);
+        };
         let origin = format!(
             "https://{}",
             ctx.forwarded_host.as_deref().unwrap_or_default().to_ascii_lowercase()
         );
         let header = session.req_header();
-        let path = target.path(header);
-        let return_to = target.path_and_query(header);
+        let return_to = routed.target.path_and_query(header);
         let req = flow::Request {
             state: &self.state,
             settings,
-            auth: endpoints_auth,
+            auth: if class == Class::Endpoint {
+                endpoints_auth
+            } else {
+                route_auth
+            },
             app: &app.name,
             metrics: &app.metrics,
             origin: &origin,
-            host: ctx.host.as_deref().unwrap_or_default(),
+            host: &routed.host,
             return_to: &return_to,
             client: ctx.client.as_ref().and_then(|c| c.addr),
         };
-        if path.starts_with("/oauth2/") {
+        if class == Class::Endpoint {
+            let path = routed.target.path(header);
             if let Some(reply) = endpoints::handle(session, &req, path).await {
                 reply.send(session).await?;
                 return Ok(true);
             }
-        }
-        let Some(auth) = route_auth else {
-            observe::skipped(ctx);
             return Ok(false);
-        };
-        let req = flow::Request { auth, ..req };
-        let api = match auth.classify(&header.method, path, target.stripped_path()) {
-            Some(RouteClass::Public) => {
-                observe::skipped(ctx);
-                return Ok(false);
-            }
-            Some(RouteClass::Api) => true,
-            Some(RouteClass::Protected) => false,
-            None => return self.reject(session, Rejection::AmbiguousPath).await,
-        };
+        }
         let decided = flow::decide(session, &req, api).await?;
         observe::decided(session, ctx, &decided);
         match decided.decision {
@@ -199,55 +202,50 @@ impl ProxyHttp for Gateway {
         session.set_keepalive(Some(settings.keepalive_timeout.as_secs()));
         ctx.client = Some(resolve_client(session, settings));
         observe::begin(session, ctx);
-        let (host, raw_host) = match inspect(session.req_header(), settings) {
-            Ok((host, raw)) => (host.into_owned(), raw.to_owned()),
-            Err(rejection) => return self.reject(session, rejection).await,
+        let routed = match snapshot.dispatch(session.req_header()) {
+            Ok(routed) => routed,
+            Err(Unrouted::Refused(rejection)) => return self.reject(session, rejection).await,
+            Err(Unrouted::UnknownHost(host)) => {
+                self.state
+                    .metrics
+                    .rejected_requests
+                    .with_label_values(&["unknown_host"])
+                    .inc();
+                ctx.host = Some(host);
+                send_page(session, Page::UNKNOWN_HOST, false).await?;
+                return Ok(true);
+            }
+            Err(Unrouted::BadPath(app, host, raw_host, rejection)) => {
+                ctx.app = Some(app);
+                ctx.host = Some(host);
+                ctx.forwarded_host = Some(raw_host);
+                ctx.snapshot = Some(snapshot);
+                return self.reject(session, rejection).await;
+            }
         };
-        let Some(app) = snapshot.routes.lookup(&host).cloned() else {
-            self.state
-                .metrics
-                .rejected_requests
-                .with_label_values(&["unknown_host"])
-                .inc();
-            ctx.host = Some(host);
-            send_page(session, Page::UNKNOWN_HOST, false).await?;
-            return Ok(true);
-        };
-        if misdirected(session, &snapshot, &host) {
+        if misdirected(session, &snapshot, &routed.host) {
             self.state
                 .metrics
                 .rejected_requests
                 .with_label_values(&["misdirected"])
                 .inc();
-            ctx.host = Some(host);
+            ctx.host = Some(routed.host);
             send_page(session, Page::MISDIRECTED, true).await?;
             return Ok(true);
         }
-        ctx.app = Some(app.clone());
-        ctx.host = Some(host);
-        ctx.forwarded_host = Some(raw_host);
+        ctx.app = Some(routed.app.clone());
+        ctx.host = Some(routed.host.clone());
+        ctx.forwarded_host = Some(routed.raw_host.clone());
+        ctx.route = routed.route;
         ctx.snapshot = Some(snapshot.clone());
-        let target = match Target::of(session.req_header(), app.path_mode) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::debug!(app = %app.name, error = %e, "request path refused");
-                return self.reject(session, Rejection::BadPath).await;
-            }
-        };
-        let header = session.req_header();
-        let Ok(route) = app.select_route(target.path(header), target.stripped_path()) else {
-            return self.reject(session, Rejection::AmbiguousPath).await;
-        };
-        ctx.route = route;
-        let route_auth = app.route(route).auth.as_deref();
-        let answered = match (app.endpoint_auth(), &snapshot.auth) {
-            (Some(endpoints), Some(settings)) => {
-                self.authenticate(session, ctx, &app, endpoints, route_auth, settings, &target)
-                    .await
+        let class = routed.class(session.req_header());
+        let answered = match &snapshot.auth {
+            Some(settings) if routed.app.endpoint_auth().is_some() => {
+                self.authenticate(session, ctx, &routed, class, settings).await
             }
             _ => Ok(false),
         };
-        ctx.target = Some(target);
+        ctx.target = Some(routed.target);
         answered
     }
 

@@ -26,6 +26,19 @@ fn rd(session: &HttpSession, req: &Request<'_>) -> String {
     safe_redirect(&raw, req.host, req.settings.cookie.domain.as_deref(), false)
 }
 
+/// True for the paths the gateway answers itself on a host with a policy.
+pub fn is_endpoint(path: &str) -> bool {
+    matches!(
+        path,
+        "/oauth2/start"
+            | "/oauth2/callback"
+            | "/oauth2/sign_in"
+            | "/oauth2/sign_out"
+            | "/oauth2/userinfo"
+            | "/oauth2/auth"
+    )
+}
+
 /// Answers a request under `/oauth2/`; `None` when the path is not one of ours (proxied).
 pub async fn handle(session: &HttpSession, req: &Request<'_>, path: &str) -> Option<Reply> {
     let json = wants_json(session);

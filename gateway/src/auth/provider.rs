@@ -637,6 +637,29 @@ fn identity_from_claims(claims: &CoreIdTokenClaims, raw_jwt: &str, groups_claim:
     }
 }
 
+/// The identity a JWT's claims describe, read **without** verifying it (for `authgate explain`,
+/// which works offline; the gateway itself only reads verified tokens).
+pub fn unverified_identity(jwt: &str, provider: &Provider) -> Identity {
+    let payload = jwt.split('.').nth(1).and_then(|p| URL_SAFE_NO_PAD.decode(p).ok());
+    let claims: serde_json::Value = payload
+        .and_then(|p| serde_json::from_slice(&p).ok())
+        .unwrap_or_default();
+    let text = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    let groups_claim = match &provider.kind {
+        Kind::Oidc(o) => o.groups_claim.as_str(),
+        Kind::Github(_) => "groups",
+    };
+    Identity {
+        subject: text("sub").unwrap_or_default(),
+        email: text("email"),
+        email_verified: claims.get("email_verified").and_then(|v| v.as_bool()).unwrap_or(false),
+        preferred_username: text("preferred_username"),
+        groups: jwt_string_list(jwt, groups_claim),
+        github_orgs: Vec::new(),
+        github_teams: Vec::new(),
+    }
+}
+
 /// A claim holding a string or a list of strings, from a JWT whose signature was verified.
 fn jwt_string_list(jwt: &str, claim: &str) -> Vec<String> {
     let payload = jwt.split('.').nth(1).and_then(|p| URL_SAFE_NO_PAD.decode(p).ok());

@@ -70,6 +70,20 @@ pub struct GatewayFile {
     pub log: LogSection,
 }
 
+impl GatewayFile {
+    /// The environment variables holding the cookie keys and the providers' client secrets.
+    pub fn auth_secret_vars(&self) -> Vec<&str> {
+        let mut vars: Vec<&str> = self.cookie.iter().map(|c| c.secrets_env.as_str()).collect();
+        for spec in self.providers.values() {
+            vars.push(match spec {
+                ProviderSpec::Oidc(o) | ProviderSpec::Google(o) | ProviderSpec::Entra(o) => &o.client_secret_env,
+                ProviderSpec::Github(g) => &g.client_secret_env,
+            });
+        }
+        vars
+    }
+}
+
 /// `rate_limits:` section: requests per client address per `window`; beyond, 429 with
 /// `Retry-After`. On by default, with limits a NAT full of real users does not reach.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

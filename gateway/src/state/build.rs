@@ -505,16 +505,7 @@ fn build_auth(
         return None;
     };
     // Secrets come from the environment: mix them in so a changed secret is a change.
-    let mut vars: Vec<&str> = vec![cookie.secrets_env.as_str()];
-    for spec in gateway.providers.values() {
-        vars.push(match spec {
-            crate::config::schema::ProviderSpec::Oidc(o)
-            | crate::config::schema::ProviderSpec::Google(o)
-            | crate::config::schema::ProviderSpec::Entra(o) => &o.client_secret_env,
-            crate::config::schema::ProviderSpec::Github(g) => &g.client_secret_env,
-        });
-    }
-    for var in vars {
+    for var in gateway.auth_secret_vars() {
         fingerprint.add(Path::new(var), std::env::var(var).unwrap_or_default().as_bytes());
     }
     let base = base_dir(main_path);

@@ -3,6 +3,9 @@
 //! atomically. [`build`] compiles a configuration into a snapshot.
 
 mod build;
+mod dispatch;
+
+pub use dispatch::{Class, Dispatched, Unrouted};
 
 use std::path::PathBuf;
 use std::sync::Arc;
