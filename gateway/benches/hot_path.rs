@@ -207,5 +207,76 @@ fn access_log_line(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, host_lookup, request_checks, session_hot_path, access_log_line);
+/// Path-route choice (a hash probe per segment) and the identity assertion: cached per user and
+/// app (every request of a signed-in user) against signing one (once per user, app and ttl).
+fn routes_and_assertions(c: &mut Criterion) {
+    use authgate::auth::identity_jwt::{AppAssertion, IdentitySigner};
+    use authgate::auth::policy::Identity;
+    use authgate::config::schema::IdentityJwtSection;
+    let mut routes = authgate::routing::PathRoutes::default();
+    for (i, p) in ["/api/", "/api/v2", "/static", "/admin", "/docs/internal"]
+        .iter()
+        .enumerate()
+    {
+        routes.insert(p, i).unwrap();
+    }
+    let mut g = c.benchmark_group("path_routes_5");
+    g.bench_function("hit_depth_4", |b| {
+        b.iter(|| routes.lookup(black_box("/api/v2/users/42")))
+    });
+    g.bench_function("miss", |b| b.iter(|| routes.lookup(black_box("/shop/cart/items"))));
+    g.finish();
+
+    let key = openssl::ec::EcKey::generate(
+        &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
+    )
+    .unwrap();
+    let pem = String::from_utf8(
+        openssl::pkey::PKey::from_ec_key(key)
+            .unwrap()
+            .private_key_to_pem_pkcs8()
+            .unwrap(),
+    )
+    .unwrap();
+    std::env::set_var("AUTHGATE_BENCH_JWT_KEYS", pem);
+    let section = IdentityJwtSection {
+        issuer: "https://authgate.example.com".into(),
+        keys_env: "AUTHGATE_BENCH_JWT_KEYS".into(),
+    };
+    let signer = IdentitySigner::build(&section, None).unwrap();
+    let app = AppAssertion {
+        header: http::HeaderName::from_static("x-authgate-jwt-assertion"),
+        audience: "app1".into(),
+        ttl: std::time::Duration::from_secs(60),
+    };
+    let alice = Identity {
+        subject: "alice".into(),
+        email: Some("alice@example.com".into()),
+        groups: vec!["admins".into(), "dev".into()],
+        ..Identity::default()
+    };
+    let mut g = c.benchmark_group("identity_jwt");
+    g.bench_function("cached", |b| b.iter(|| signer.assertion(black_box(&alice), &app)));
+    let mut n = 0u64;
+    g.bench_function("sign", |b| {
+        b.iter(|| {
+            n += 1;
+            let who = Identity {
+                subject: format!("user{n}"),
+                ..alice.clone()
+            };
+            signer.assertion(&who, &app)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    host_lookup,
+    request_checks,
+    session_hot_path,
+    access_log_line,
+    routes_and_assertions
+);
 criterion_main!(benches);

@@ -99,6 +99,10 @@ impl ServeHttp for Admin {
         match session.req_header().uri.path() {
             "/ping" => respond(StatusCode::OK, "text/plain", "OK\n"),
             "/ready" => self.ready().await,
+            crate::auth::identity_jwt::JWKS_PATH => match &self.state.snapshot().identity_jwt {
+                Some(signer) => respond(StatusCode::OK, "application/json", signer.jwks().to_string()),
+                None => respond(StatusCode::NOT_FOUND, "text/plain", "no identity_jwt section\n"),
+            },
             "/metrics" => {
                 self.state.refresh_backend_gauges();
                 self.probe_store().await;

@@ -115,6 +115,12 @@ pub fn explain(snapshot: &Snapshot, q: &Question) -> Result<Explanation, String>
     Ok(match class {
         Class::Unprotected | Class::Skipped => proxied(out, &routed),
         Class::Ambiguous => refused(out, 400, "ambiguous_path"),
+        Class::Jwks => Explanation {
+            status: 200,
+            answer: "answered by the gateway itself (its JWK set)".to_owned(),
+            admitted: true,
+            ..out
+        },
         Class::Endpoint => Explanation {
             status: 200,
             answer: "answered by the gateway itself (its /oauth2/ endpoint)".to_owned(),
@@ -201,6 +207,7 @@ fn app_label(app: &crate::state::App) -> String {
 fn class_label(class: Class) -> &'static str {
     match class {
         Class::Endpoint => "gateway endpoint",
+        Class::Jwks => "gateway JWK set",
         Class::Unprotected => "public (no policy)",
         Class::Skipped => "public (skip_auth_routes)",
         Class::Api => "API (api_routes: 401 without a user)",

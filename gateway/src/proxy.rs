@@ -16,7 +16,7 @@ use crate::auth::outcome::Outcome;
 use crate::auth::{endpoints, headers};
 use crate::client::Client;
 use crate::metrics::app::UpstreamError;
-use crate::pages::{send_page, Page};
+use crate::pages::{send_page, Page, Reply};
 use crate::request::Rejection;
 use crate::state::{App, Class, Dispatched, RouteId, Snapshot, State, Unrouted};
 use crate::target::Target;
@@ -92,6 +92,7 @@ impl Gateway {
         settings: &crate::auth::AuthSettings,
     ) -> Result<bool> {
         let api = match class {
+            Class::Jwks => return Ok(false),
             Class::Unprotected | Class::Skipped => {
                 observe::skipped(ctx);
                 return Ok(false);
@@ -239,6 +240,10 @@ impl ProxyHttp for Gateway {
         ctx.route = routed.route;
         ctx.snapshot = Some(snapshot.clone());
         let class = routed.class(session.req_header());
+        if let (Class::Jwks, Some(signer)) = (class, &snapshot.identity_jwt) {
+            Reply::json(200, signer.jwks()).send(session).await?;
+            return Ok(true);
+        }
         let answered = match &snapshot.auth {
             Some(settings) if routed.app.endpoint_auth().is_some() => {
                 self.authenticate(session, ctx, &routed, class, settings).await
@@ -326,6 +331,7 @@ impl ProxyHttp for Gateway {
             };
             headers::inject(upstream, &injection);
         }
+        identity_assertion(ctx, upstream)?;
         observe::upstream_headers(ctx, upstream)
     }
 
@@ -372,6 +378,22 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         observe::finish(&self.state, session, e, ctx);
     }
+}
+
+/// Replaces any client-sent identity assertion of the app with the gateway's own, signed for
+/// the admitted user (none for anonymous requests).
+fn identity_assertion(ctx: &RequestCtx, upstream: &mut RequestHeader) -> Result<()> {
+    let Some(assertion) = ctx.app.as_ref().and_then(|a| a.identity_jwt.as_ref()) else {
+        return Ok(());
+    };
+    upstream.remove_header(&assertion.header);
+    let signer = ctx.snapshot.as_ref().and_then(|s| s.identity_jwt.as_ref());
+    if let (Some(granted), Some(signer)) = (&ctx.granted, signer) {
+        if let Some(jwt) = signer.assertion(granted.identity(), assertion) {
+            upstream.insert_header(assertion.header.clone(), &*jwt)?;
+        }
+    }
+    Ok(())
 }
 
 /// Status for a failed proxy attempt: timeouts are 504, other upstream failures 502.

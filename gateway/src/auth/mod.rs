@@ -8,6 +8,7 @@
 pub mod endpoints;
 pub mod flow;
 pub mod headers;
+pub mod identity_jwt;
 pub mod limits;
 pub mod login;
 pub mod outcome;

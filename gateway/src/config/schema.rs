@@ -68,6 +68,42 @@ pub struct GatewayFile {
     /// What the access and audit logs record.
     #[serde(default)]
     pub log: LogSection,
+    /// Signed identity assertions for upstreams: the issuer and the signing keys.
+    #[serde(default)]
+    pub identity_jwt: Option<IdentityJwtSection>,
+}
+
+/// The main file's `identity_jwt:` section.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityJwtSection {
+    /// The `iss` claim: an `https://` URL naming this gateway.
+    pub issuer: String,
+    /// The environment variable holding PEM EC P-256 private keys (the first signs).
+    pub keys_env: String,
+}
+
+/// An app's `identity_jwt:` block.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AppIdentityJwt {
+    /// The header carrying the assertion.
+    #[serde(default = "default_identity_jwt_header")]
+    pub header: String,
+    /// The `aud` claim; the app's name by default.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Lifetime of an assertion.
+    #[serde(default = "default_identity_jwt_ttl")]
+    pub ttl: HumanDuration,
+}
+
+fn default_identity_jwt_header() -> String {
+    "X-Authgate-Jwt-Assertion".to_owned()
+}
+
+fn default_identity_jwt_ttl() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
 }
 
 impl GatewayFile {
@@ -534,6 +570,9 @@ pub struct AppFile {
     /// route matches is served by the app's own `upstreams` and `auth`.
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
+    /// Send a signed identity assertion (JWT) upstream for admitted users.
+    #[serde(default)]
+    pub identity_jwt: Option<AppIdentityJwt>,
 }
 
 /// One `routes:` entry of an app file. Every field but `path_prefix` is optional: an absent

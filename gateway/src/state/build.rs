@@ -12,9 +12,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{App, Route, Settings, Snapshot};
+use crate::auth::identity_jwt::{AppAssertion, IdentitySigner};
 use crate::auth::{AppAuth, AuthSettings};
 use crate::client::TrustedProxies;
-use crate::config::schema::{AppFile, AuthSpec, HealthCheckSpec, LoadBalancing, RouteSpec, UpstreamTlsSpec};
+use crate::config::schema::{
+    AppFile, AppIdentityJwt, AuthSpec, HealthCheckSpec, LoadBalancing, RouteSpec, UpstreamTlsSpec,
+};
 use crate::config::{base_dir, AppEntry, Config, ConfigError, ConfigErrors};
 use crate::metrics::app::AppMetrics;
 use crate::metrics::Metrics;
@@ -64,11 +67,22 @@ impl Snapshot {
             &mut main_errors,
         );
         let auth_settings = build_auth(&main_path, &gateway, previous, &mut fingerprint, &mut main_errors);
+        let identity_jwt = gateway.identity_jwt.as_ref().and_then(|section| {
+            let previous = previous.and_then(|p| p.identity_jwt.as_ref());
+            fingerprint.add(
+                Path::new(&section.keys_env),
+                std::env::var(&section.keys_env).unwrap_or_default().as_bytes(),
+            );
+            IdentitySigner::build(section, previous)
+                .map_err(|(field, message)| main_errors.push(ConfigError::new(&main_path, field, message)))
+                .ok()
+        });
         let mut tenants = Tenants::new(previous, &apps, app_errors);
         let auth_broken = auth_settings.is_none() && gateway.cookie.is_some();
         for entry in apps {
             let context = AppContext {
                 auth: auth_settings.as_deref(),
+                identity_jwt: gateway.identity_jwt.is_some(),
                 auth_broken,
                 metrics,
                 resolver,
@@ -94,6 +108,7 @@ impl Snapshot {
             rejected: tenants.rejected,
             unresolved: tenants.unresolved,
             log_identity: gateway.log.identity,
+            identity_jwt,
         })
     }
 }
@@ -101,6 +116,8 @@ impl Snapshot {
 /// What every app build needs from the main file.
 struct AppContext<'a> {
     auth: Option<&'a AuthSettings>,
+    /// The main file has an `identity_jwt:` section.
+    identity_jwt: bool,
     /// The cookie section is broken (already reported against the main file).
     auth_broken: bool,
     metrics: &'a Arc<Metrics>,
@@ -260,6 +277,7 @@ impl<'a> Tenants<'a> {
         };
         let routes = self.compile_routes(&file, &spec, &default, prev, &host, context, fingerprint)?;
         let protected = default.auth.is_some() || routes.iter().any(|(_, r)| r.auth.is_some());
+        let identity_jwt = app_identity_jwt(&file, &name, spec.identity_jwt.as_ref(), context)?;
         let metrics = prev
             .map(|prev| &prev.metrics)
             .filter(|m| m.fits(&name, protected))
@@ -277,6 +295,7 @@ impl<'a> Tenants<'a> {
                 PathMode::Canonical
             },
             metrics,
+            identity_jwt,
         })
     }
 
@@ -397,6 +416,26 @@ impl<'a> Tenants<'a> {
         self.pools.insert(spec, pool.clone());
         Ok(pool)
     }
+}
+
+/// An app's `identity_jwt:` block, compiled (the main file must have the section).
+fn app_identity_jwt(
+    file: &Path,
+    name: &str,
+    spec: Option<&AppIdentityJwt>,
+    context: &AppContext<'_>,
+) -> Result<Option<AppAssertion>, Vec<ConfigError>> {
+    let Some(spec) = spec else { return Ok(None) };
+    if !context.identity_jwt {
+        return Err(vec![ConfigError::new(
+            file,
+            "identity_jwt",
+            "the main file has no identity_jwt section: add identity_jwt: { issuer: https://..., keys_env: AUTHGATE_JWT_KEYS }",
+        )]);
+    }
+    AppAssertion::build(spec, name)
+        .map(Some)
+        .map_err(|(field, message)| vec![ConfigError::new(file, field, message)])
 }
 
 /// What a pool is built from: the app's settings, or a route's with the app's as defaults.

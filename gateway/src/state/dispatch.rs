@@ -8,6 +8,7 @@ use std::sync::Arc;
 use pingora::http::RequestHeader;
 
 use super::{App, RouteId, Snapshot};
+use crate::auth::identity_jwt::JWKS_PATH;
 use crate::auth::{endpoints, AppAuth, RouteClass};
 use crate::request::{inspect, Rejection};
 use crate::target::Target;
@@ -25,6 +26,8 @@ pub struct Dispatched {
     pub target: Target,
     /// The app's route chosen by the canonical path.
     pub route: RouteId,
+    /// The path is the gateway's JWK set and the gateway signs identity assertions.
+    pub jwks: bool,
 }
 
 /// Why a request was not routed.
@@ -42,6 +45,8 @@ pub enum Unrouted {
 /// How a routed request is handled before any session or token is looked at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
+    /// The gateway's JWK set ([`JWKS_PATH`]), served on every host when it signs assertions.
+    Jwks,
     /// One of the gateway's `/oauth2/*` endpoints on a host with a policy.
     Endpoint,
     /// Proxied without authentication: the route has no policy.
@@ -74,12 +79,14 @@ impl Snapshot {
         let Ok(route) = app.select_route(target.path(header), target.stripped_path()) else {
             return Err(Unrouted::BadPath(app, host, raw_host, Rejection::AmbiguousPath));
         };
+        let jwks = self.identity_jwt.is_some() && target.path(header) == JWKS_PATH;
         Ok(Dispatched {
             app,
             host,
             raw_host,
             target,
             route,
+            jwks,
         })
     }
 }
@@ -92,6 +99,9 @@ impl Dispatched {
 
     /// How the request is handled before any session or token is looked at.
     pub fn class(&self, header: &RequestHeader) -> Class {
+        if self.jwks {
+            return Class::Jwks;
+        }
         let path = self.target.path(header);
         if self.app.endpoint_auth().is_some() && endpoints::is_endpoint(path) {
             return Class::Endpoint;

@@ -53,6 +53,8 @@ pub struct App {
     pub path_mode: PathMode,
     /// Its metric handles, resolved once (kept across reloads).
     pub metrics: Arc<AppMetrics>,
+    /// The signed identity assertion sent upstream for admitted users (`identity_jwt:`).
+    pub identity_jwt: Option<crate::auth::identity_jwt::AppAssertion>,
 }
 
 /// Which of an app's routes serves a request: `None` is the app's own.
@@ -168,6 +170,8 @@ pub struct Snapshot {
     pub unresolved: Vec<ConfigError>,
     /// Which user identity the access and audit logs record (`log.identity`).
     pub log_identity: LogIdentity,
+    /// Signs identity assertions for apps with `identity_jwt:` (main file `identity_jwt:`).
+    pub identity_jwt: Option<Arc<crate::auth::identity_jwt::IdentitySigner>>,
 }
 
 /// State shared by every service of the process.
@@ -373,6 +377,7 @@ mod tests {
                 "forward_raw_path",
             ),
             ("routes: [{ path_prefix: /api, nope: 1 }]", "routes[0]"),
+            ("identity_jwt: { audience: a }", "identity_jwt"),
         ];
         for (routes, field) in cases {
             let (state, _dir) = test_support::state(&[("a", &app(routes))]);
