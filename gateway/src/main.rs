@@ -156,6 +156,27 @@ enum SessionCommand {
         #[arg(long, default_value_t = 1)]
         count: usize,
     },
+    /// End every session of a user on every replica (shared Redis store): by subject at a
+    /// provider, or by email at any provider. Prints how many sessions ended.
+    Revoke {
+        /// The main configuration file.
+        #[arg(short, long, env = "AUTHGATE_CONFIG", default_value = "config/gateway.yaml")]
+        config: PathBuf,
+        /// The user's subject (`sub`); needs --provider.
+        #[arg(
+            long,
+            requires = "provider",
+            conflicts_with = "email",
+            required_unless_present = "email"
+        )]
+        sub: Option<String>,
+        /// The provider of --sub.
+        #[arg(long)]
+        provider: Option<String>,
+        /// The user's email address (any provider).
+        #[arg(long)]
+        email: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -206,6 +227,41 @@ fn main() -> ExitCode {
             explain(&config, authgate::explain::Question { url, method, who }, json)
         }
         Command::Import { from } => import(from),
+        Command::Session {
+            command:
+                SessionCommand::Revoke {
+                    config,
+                    sub,
+                    provider,
+                    email,
+                },
+        } => {
+            let user = match (sub, provider, email) {
+                (Some(subject), Some(provider), _) => authgate::session::UserKey::Subject { provider, subject },
+                (_, _, Some(email)) => authgate::session::UserKey::Email(email),
+                _ => {
+                    eprintln!("authgate session revoke: give --sub with --provider, or --email");
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("authgate session revoke: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(authgate::session::mint::revoke(&config, &user)) {
+                Ok(n) => {
+                    println!("{n} sessions ended");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("authgate session revoke: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Session {
             command:
                 SessionCommand::Mint {

@@ -739,3 +739,47 @@ async fn a_rotated_provider_signing_key_is_fetched_when_a_token_names_it() {
         env.gw.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_out_everywhere_ends_every_session_of_the_user_in_the_memory_store() {
+    let env = AuthEnv::start("", serde_json::json!({})).await;
+    let (alice1, _) = env.login("app1.example.com", "alice").await;
+    let (alice2, _) = env.login("app1.example.com", "alice").await;
+    let (bob, _) = env.login("app1.example.com", "bob").await;
+    let url = env.url("app1.example.com", "/x");
+    let status = |b: &common::idp::Browser| {
+        let req = b.get(&url).header("accept", "application/json").send();
+        async move { req.await.unwrap().status().as_u16() }
+    };
+    assert_eq!((status(&alice2).await, status(&bob).await), (200, 200));
+    // A plain sign-out ends only that session.
+    let r = alice1
+        .get(env.url("app1.example.com", "/oauth2/sign_out"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        status(&alice2).await,
+        200,
+        "another session of the user survives a plain sign-out"
+    );
+    let (alice3, _) = env.login("app1.example.com", "alice").await;
+    let r = alice3
+        .get(env.url("app1.example.com", "/oauth2/sign_out?everywhere=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(status(&alice2).await, 401, "every session of alice ended");
+    assert_eq!(status(&bob).await, 200, "bob's untouched");
+    // The command line refuses a store it cannot reach.
+    let out = std::process::Command::new(binary())
+        .args(["session", "revoke", "-c"])
+        .arg(env.config.main_file())
+        .args(["--sub", "bob", "--provider", "corp"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sessions.store is memory"));
+}

@@ -556,3 +556,72 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Polls until `cookie` gets `want` on `url` (bounded: 1 s, the invalidation promise).
+async fn wait_status(env: &AuthEnv, url: &str, cookie: &str, want: u16) {
+    let started = Instant::now();
+    loop {
+        let s = status_with_cookie(&env.browser(), url, cookie).await;
+        if s == want {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "{url}: still {s} after 1 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_out_everywhere_and_session_revoke_end_a_users_sessions_on_every_replica() {
+    let redis = RedisTopology::start(2);
+    let env = start(&redis, "60s").await;
+    let (alice1, _) = env.login("app1.example.com", "alice").await;
+    let (alice2, _) = env.login("app1.example.com", "alice").await;
+    let (bob, _) = env.login("app1.example.com", "bob").await;
+    let (a1, a2, b) = (
+        cookie_of(&env, &alice1),
+        cookie_of(&env, &alice2),
+        cookie_of(&env, &bob),
+    );
+    assert_ne!(a1, a2, "two sessions of one user");
+    let on_a = env.url("app1.example.com", "/x");
+    let on_b = env.url_b("app1.example.com", "/x");
+    let browser_b = env.browser_b();
+    for cookie in [&a1, &a2, &b] {
+        // Cached on both replicas.
+        assert_eq!(status_with_cookie(&env.browser(), &on_a, cookie).await, 200);
+        assert_eq!(status_with_cookie(&browser_b, &on_b, cookie).await, 200);
+    }
+    // Alice signs out everywhere through replica B with her first session: her second one
+    // ends on replica A too, within a second; Bob's is untouched.
+    let r = browser_b
+        .get(env.url_b("app1.example.com", "/oauth2/sign_out?everywhere=1"))
+        .header("cookie", &a1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    wait_status(&env, &on_a, &a2, 401).await;
+    assert_eq!(status_with_cookie(&browser_b, &on_b, &a2).await, 401);
+    assert_eq!(status_with_cookie(&env.browser(), &on_a, &b).await, 200);
+
+    // An operator ends Bob's sessions by email from the command line.
+    let out = std::process::Command::new(common::binary())
+        .args(["session", "revoke", "-c"])
+        .arg(env.config.main_file())
+        .args(["--email", "BOB@example.com"])
+        .env("TEST_REDIS_USER", redis.username())
+        .env("TEST_REDIS_PASSWORD", redis.password())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1 sessions ended");
+    wait_status(&env, &on_a, &b, 401).await;
+    assert_eq!(status_with_cookie(&browser_b, &on_b, &b).await, 401);
+    // The index holds no personal data in its key names.
+    let mut admin = redis.admin_connection(&redis.master_addr());
+    let keys: Vec<String> = ::redis::cmd("KEYS").arg("authgate:*").query(&mut admin).unwrap();
+    assert!(
+        keys.iter().all(|k| !k.contains("alice") && !k.contains("bob")),
+        "{keys:?}"
+    );
+}

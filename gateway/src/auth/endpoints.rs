@@ -208,10 +208,16 @@ pub const UNADMITTED_SESSION_TTL: u64 = 300;
 
 async fn sign_out(session: &HttpSession, req: &Request<'_>) -> Reply {
     let rd = rd(session, req);
+    let everywhere = query_param(session, "everywhere").is_some_and(|v| v == "1" || v == "true");
     let mut id_token = None;
     if let Some(ticket) = flow::ticket(session, req) {
         if let Ok(Some(s)) = req.state.sessions.load(&ticket).await {
             id_token = s.id_token.clone();
+            if everywhere {
+                if let Some(reply) = sign_out_everywhere(session, req, &s).await {
+                    return reply;
+                }
+            }
         }
         if let Err(e) = req.state.sessions.delete(&ticket).await {
             tracing::warn!(error = %e, "cannot delete a session at sign-out");
@@ -235,6 +241,25 @@ async fn sign_out(session: &HttpSession, req: &Request<'_>) -> Reply {
     Reply::redirect(target)
         .header("set-cookie", clear_domain)
         .header("set-cookie", clear_host)
+}
+
+/// Ends every session of the signed-in user, on every replica (`?everywhere=1`); `Some` with
+/// an error page when the store cannot.
+async fn sign_out_everywhere(session: &HttpSession, req: &Request<'_>, s: &Session) -> Option<Reply> {
+    let user = crate::session::UserKey::Subject {
+        provider: s.provider.clone(),
+        subject: s.identity.subject.clone(),
+    };
+    match req.state.sessions.revoke_user(&user).await {
+        Ok(n) => {
+            tracing::info!(provider = %s.provider, user = %s.identity.user(), sessions = n, "signed out everywhere");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot sign a user out everywhere");
+            Some(Reply::page(Page::STORE_UNAVAILABLE, wants_json(session)))
+        }
+    }
 }
 
 fn html_escape(s: &str) -> String {

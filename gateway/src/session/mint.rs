@@ -26,8 +26,25 @@ pub struct MintRequest {
     pub ttl: Duration,
 }
 
-/// Creates `count` sessions and returns `name=value` of each cookie.
-pub async fn mint(config_path: &Path, req: &MintRequest, count: usize) -> Result<Vec<String>, String> {
+/// `authgate session revoke`: ends every session of `user` in the configured store, which must
+/// be shared (Redis): every replica drops its cached copies at once. Returns how many ended.
+pub async fn revoke(config_path: &Path, user: &crate::session::UserKey) -> Result<usize, String> {
+    let (config, store, _) = open(config_path)?;
+    if config.gateway.sessions.store == crate::config::schema::StoreKind::Memory {
+        return Err(
+            "sessions.store is memory: the sessions live inside the gateway process; \
+                    use /oauth2/sign_out?everywhere=1 there, or a shared Redis store"
+                .into(),
+        );
+    }
+    store.revoke_user(user).await.map_err(|e| e.to_string())
+}
+
+/// A configuration, the session store it names, and the metrics the store reports to.
+type Opened = (crate::config::Config, Arc<dyn crate::session::Store>, Arc<Metrics>);
+
+/// The configuration at `config_path` and the session store it names.
+fn open(config_path: &Path) -> Result<Opened, String> {
     let metrics = Arc::new(Metrics::new().map_err(|e| e.to_string())?);
     let config = crate::config::load(config_path).map_err(|e| e.to_string())?;
     let (store, _) = open_store(
@@ -41,6 +58,12 @@ pub async fn mint(config_path: &Path, req: &MintRequest, count: usize) -> Result
             .collect::<Vec<_>>()
             .join("\n")
     })?;
+    Ok((config, store, metrics))
+}
+
+/// Creates `count` sessions and returns `name=value` of each cookie.
+pub async fn mint(config_path: &Path, req: &MintRequest, count: usize) -> Result<Vec<String>, String> {
+    let (config, store, metrics) = open(config_path)?;
     let snapshot = crate::state::Snapshot::build(config, None, &metrics).map_err(|e| e.to_string())?;
     let auth = snapshot
         .auth

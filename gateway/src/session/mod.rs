@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::policy::Identity;
-pub use store::{LockToken, MemoryStore, Store, StoreError};
+pub use store::{LockToken, MemoryStore, Store, StoreError, UserKey};
 
 /// Seconds since the Unix epoch.
 pub fn now() -> u64 {

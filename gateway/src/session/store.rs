@@ -16,6 +16,58 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+/// Whose sessions to end ([`Store::revoke_user`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserKey {
+    /// The user with this subject at this provider.
+    Subject {
+        /// Provider name.
+        provider: String,
+        /// The provider's `sub`.
+        subject: String,
+    },
+    /// Every user with this email address (any provider; compared case-insensitively).
+    Email(String),
+}
+
+impl UserKey {
+    /// The index keys a session of `session` is listed under: its subject and its email.
+    pub fn of(session: &Session) -> Vec<UserKey> {
+        let mut keys = vec![UserKey::Subject {
+            provider: session.provider.clone(),
+            subject: session.identity.subject.clone(),
+        }];
+        keys.extend(session.identity.email.clone().map(UserKey::Email));
+        keys
+    }
+
+    /// True when `session` belongs to this user.
+    pub fn matches(&self, session: &Session) -> bool {
+        match self {
+            UserKey::Subject { provider, subject } => {
+                session.provider == *provider && session.identity.subject == *subject
+            }
+            UserKey::Email(email) => session
+                .identity
+                .email
+                .as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case(email)),
+        }
+    }
+
+    /// A digest naming the user in a store's index (no personal data in key names).
+    pub fn digest_hex(&self) -> String {
+        let text = match self {
+            UserKey::Subject { provider, subject } => format!("sub\0{provider}\0{subject}"),
+            UserKey::Email(email) => format!("email\0{}", email.to_ascii_lowercase()),
+        };
+        openssl::sha::sha256(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
 /// The owner's proof of a refresh lock: only the holder of the token releases it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockToken(pub String);
@@ -39,6 +91,9 @@ pub trait Store: Send + Sync {
     async fn replace(&self, ticket: &Ticket, expected: u64, session: Arc<Session>) -> Result<bool, StoreError>;
     /// Deletes the session of `ticket` (sign-out), everywhere it may be cached.
     async fn delete(&self, ticket: &Ticket) -> Result<(), StoreError>;
+    /// Ends every session of `user`, on every replica ("sign out everywhere", `authgate
+    /// session revoke`); returns how many were ended.
+    async fn revoke_user(&self, user: &UserKey) -> Result<usize, StoreError>;
     /// True when the store can serve requests (for `/ready`).
     async fn ready(&self) -> bool;
     /// Takes a short lock on the session across replicas (refresh): `Some(token)` for the new
@@ -141,6 +196,20 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn revoke_user(&self, user: &UserKey) -> Result<usize, StoreError> {
+        // A scan: revocations are rare, and the store is bounded.
+        let ids: Vec<[u8; 16]> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| user.matches(s))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            self.sessions.invalidate(id);
+        }
+        Ok(ids.len())
+    }
+
     async fn ready(&self) -> bool {
         true
     }
@@ -179,6 +248,49 @@ mod tests {
         store.delete(&ticket).await.unwrap();
         assert!(!store.replace(&ticket, 1, session(2)).await.unwrap(), "signed out");
         assert!(store.load(&ticket).await.unwrap().is_none(), "still signed out");
+    }
+
+    #[tokio::test]
+    async fn revoking_a_user_ends_their_sessions_only() {
+        let store = MemoryStore::new(100);
+        let with = |subject: &str, email: &str| {
+            Arc::new(Session {
+                identity: Identity {
+                    subject: subject.into(),
+                    email: Some(email.into()),
+                    ..Identity::default()
+                },
+                ..(*session(0)).clone()
+            })
+        };
+        let (a1, a2, b) = (Ticket::new().unwrap(), Ticket::new().unwrap(), Ticket::new().unwrap());
+        store.save(&a1, with("alice", "alice@example.com")).await.unwrap();
+        store.save(&a2, with("alice", "alice@example.com")).await.unwrap();
+        store.save(&b, with("bob", "bob@example.com")).await.unwrap();
+        let alice = UserKey::Subject {
+            provider: "p".into(),
+            subject: "alice".into(),
+        };
+        assert_eq!(store.revoke_user(&alice).await.unwrap(), 2);
+        assert!(store.load(&a2).await.unwrap().is_none());
+        assert!(store.load(&b).await.unwrap().is_some());
+        let other_provider = UserKey::Subject {
+            provider: "q".into(),
+            subject: "bob".into(),
+        };
+        assert_eq!(store.revoke_user(&other_provider).await.unwrap(), 0);
+        assert_eq!(
+            store
+                .revoke_user(&UserKey::Email("BOB@example.com".into()))
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(store.load(&b).await.unwrap().is_none());
+        assert_ne!(
+            alice.digest_hex(),
+            UserKey::Email("alice@example.com".into()).digest_hex()
+        );
     }
 
     #[tokio::test]

@@ -236,6 +236,11 @@ impl RedisStore {
         format!("{}s:{}", self.prefix, ticket.id_hex())
     }
 
+    /// The set of a user's session ids (`<prefix>u:<digest>`).
+    fn user_index(&self, user: &super::store::UserKey) -> String {
+        format!("{}u:{}", self.prefix, user.digest_hex())
+    }
+
     fn aad(ticket: &Ticket) -> Vec<u8> {
         format!("authgate/store/v1|{}", ticket.id_hex()).into_bytes()
     }

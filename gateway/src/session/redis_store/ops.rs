@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use super::{Op, RedisStore};
 use crate::session::seal::{open_raw, seal_raw};
-use crate::session::store::{LockToken, Store, StoreError};
+use crate::session::store::{LockToken, Store, StoreError, UserKey};
 use crate::session::{now, Session, Ticket};
 
 const RECORD_MAGIC: &[u8; 3] = b"AG2";
@@ -26,6 +26,20 @@ if string.sub(cur, 1, 3) == 'AG2' then v = string.sub(cur, 4, 19) end
 if v ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
 return 1
+";
+
+/// Ends every session listed in the user index `KEYS[1]`: deletes each record `ARGV[1]..id`,
+/// publishes each id on `ARGV[2]` (every replica drops its cached copy), deletes the index, and
+/// returns how many records existed.
+const REVOKE_SCRIPT: &str = r"
+local ids = redis.call('SMEMBERS', KEYS[1])
+local n = 0
+for _, id in ipairs(ids) do
+  n = n + redis.call('DEL', ARGV[1] .. id)
+  redis.call('PUBLISH', ARGV[2], id)
+end
+redis.call('DEL', KEYS[1])
+return n
 ";
 
 /// Deletes the lock only when it still holds the caller's token.
@@ -155,22 +169,27 @@ impl Store for RedisStore {
     async fn save(&self, ticket: &Ticket, session: Arc<Session>) -> Result<(), StoreError> {
         let (key, value, expires_at_ms) = self.record(ticket, &session)?;
         let wait_ms = self.command_timeout.as_millis() as u64;
+        let index: Vec<String> = UserKey::of(&session).iter().map(|u| self.user_index(u)).collect();
+        let id = ticket.id_hex();
+        let ttl = session.expires_at.saturating_sub(now()).max(1);
         let acked: (i64,) = self
             .run("save", |mut c| {
-                let (key, value) = (key.clone(), value.clone());
+                let (key, value, index, id) = (key.clone(), value.clone(), index.clone(), id.clone());
                 async move {
-                    redis::pipe()
-                        .cmd("SET")
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("SET")
                         .arg(&key)
                         .arg(value.as_slice())
                         .arg("PXAT")
                         .arg(expires_at_ms)
-                        .ignore()
-                        .cmd("WAIT")
-                        .arg(1)
-                        .arg(wait_ms)
-                        .query_async(&mut c)
-                        .await
+                        .ignore();
+                    // The user's index lives as long as their longest session.
+                    for idx in &index {
+                        pipe.cmd("SADD").arg(idx).arg(&id).ignore();
+                        pipe.cmd("EXPIRE").arg(idx).arg(ttl).arg("NX").ignore();
+                        pipe.cmd("EXPIRE").arg(idx).arg(ttl).arg("GT").ignore();
+                    }
+                    pipe.cmd("WAIT").arg(1).arg(wait_ms).query_async(&mut c).await
                 }
             })
             .await?;
@@ -238,6 +257,29 @@ impl Store for RedisStore {
         self.revoked.insert(ticket.id, ());
         self.cache.invalidate(&ticket.id).await;
         Ok(())
+    }
+
+    async fn revoke_user(&self, user: &UserKey) -> Result<usize, StoreError> {
+        let index = self.user_index(user);
+        let records = format!("{}s:", self.prefix);
+        let channel = self.channel.clone();
+        let n: i64 = self
+            .run("revoke", |mut c| {
+                let (index, records, channel) = (index.clone(), records.clone(), channel.clone());
+                async move {
+                    redis::cmd("EVAL")
+                        .arg(REVOKE_SCRIPT)
+                        .arg(1)
+                        .arg(&index)
+                        .arg(&records)
+                        .arg(&channel)
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        self.metrics.invalidations.with_label_values(&["sent"]).inc();
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
     async fn lock(&self, ticket: &Ticket, ttl: Duration) -> Result<Option<LockToken>, StoreError> {
