@@ -80,18 +80,13 @@ async fn explain_gives_the_live_gateways_answer_for_every_case() {
         ..Extra::default()
     })
     .await;
-    let cookie_of = |b: &common::idp::Browser| {
-        format!(
-            "_authgate_corp={}",
-            b.cookie(&env.url("app1.example.com", "/"), "_authgate_corp").unwrap()
-        )
-    };
-    let (alice, _) = env.login("app1.example.com", "alice").await;
-    let (bob, _) = env.login("app1.example.com", "bob").await;
     let users = [
         (None, None),
-        (Some(("alice@example.com", "admins,dev")), Some(cookie_of(&alice))),
-        (Some(("bob@example.com", "dev")), Some(cookie_of(&bob))),
+        (
+            Some(("alice@example.com", "admins,dev")),
+            Some(env.login_cookie("alice").await),
+        ),
+        (Some(("bob@example.com", "dev")), Some(env.login_cookie("bob").await)),
     ];
     let mut statuses = std::collections::BTreeSet::new();
     for (user, cookie) in &users {

@@ -516,3 +516,36 @@ fn several_upstreams_become_path_routes_that_pass_check() {
     assert!(report.contains("authgate's route matches whole segments"), "{report}");
     check(&out);
 }
+
+#[test]
+fn a_host_split_by_path_across_sidecars_becomes_one_app_with_routes_in_any_input_order() {
+    let fixture = read(&fixtures().join("split-host/store.yaml"));
+    let dir = tempfile::tempdir().unwrap();
+    let reversed = dir.path().join("reversed.yaml");
+    let mut docs: Vec<&str> = fixture.split("\n---\n").collect();
+    docs.reverse();
+    std::fs::write(&reversed, docs.join("\n---\n")).unwrap();
+    let mut apps = Vec::new();
+    for (name, input) in [
+        ("forward", fx("split-host/store.yaml")),
+        ("reversed", reversed.display().to_string()),
+    ] {
+        let out = dir.path().join(name);
+        let (code, text) = import(&out, &[&input]);
+        assert_eq!(code, 0, "{text}");
+        assert!(text.contains("wrote 1 apps"), "{name}: {text}");
+        let app: serde_yaml::Value = serde_yaml::from_str(&read(&out.join("apps.d/web.yaml"))).unwrap();
+        assert_eq!(app["upstreams"][0].as_str(), Some("web.store.svc.cluster.local:8080"));
+        let route = &app["routes"][0];
+        assert_eq!(route["path_prefix"].as_str(), Some("/api"));
+        assert_eq!(route["upstreams"][0].as_str(), Some("api.store.svc.cluster.local:9000"));
+        assert_eq!(
+            route["auth"]["allowed_groups"][0].as_str(),
+            Some("store-api"),
+            "the api sidecar's own policy"
+        );
+        check(&out);
+        apps.push(app);
+    }
+    assert_eq!(apps[0], apps[1], "the same result whatever the order");
+}

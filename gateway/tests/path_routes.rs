@@ -156,11 +156,7 @@ async fn each_route_has_its_own_policy_and_upstream_in_both_directions() {
     assert_eq!(status, 200, "{body}");
 
     // bob: example.com, not in admins.
-    let (bob, _) = env.login("app1.example.com", "bob").await;
-    let cookie = format!(
-        "_authgate_corp={}",
-        bob.cookie(&env.url(host, "/"), "_authgate_corp").unwrap()
-    );
+    let cookie = env.login_cookie("bob").await;
     let bob_cases: &[(&str, Expect)] = &[
         ("/", Forbidden),
         ("/public/../x", Forbidden),
@@ -179,11 +175,7 @@ async fn each_route_has_its_own_policy_and_upstream_in_both_directions() {
     assert_eq!(header(&echo, "x-forwarded-user"), None, "{echo}");
 
     // alice: in admins.
-    let (alice, _) = env.login("app1.example.com", "alice").await;
-    let cookie = format!(
-        "_authgate_corp={}",
-        alice.cookie(&env.url(host, "/"), "_authgate_corp").unwrap()
-    );
+    let cookie = env.login_cookie("alice").await;
     let echo = check_both(&env, host, "/anything", Some(&cookie), Proxied("echo", "/anything")).await;
     assert_eq!(header(&echo, "x-forwarded-user"), Some("alice"));
 
@@ -215,20 +207,12 @@ async fn a_route_can_protect_part_of_a_public_app() {
     let (status, body) = h1(&env, host, "/oauth2/start?rd=/admin", None);
     assert_eq!(status, 302, "{body}");
 
-    let (bob, _) = env.login("app1.example.com", "bob").await;
-    let bob_cookie = format!(
-        "_authgate_corp={}",
-        bob.cookie(&env.url(host, "/"), "_authgate_corp").unwrap()
-    );
+    let bob_cookie = env.login_cookie("bob").await;
     check_both(&env, host, "/admin/y", Some(&bob_cookie), Forbidden).await;
     let echo = check_both(&env, host, "/y", Some(&bob_cookie), Proxied("echo", "/y")).await;
     assert_eq!(header(&echo, "x-forwarded-user"), None, "public part: no identity");
 
-    let (alice, _) = env.login("app1.example.com", "alice").await;
-    let alice_cookie = format!(
-        "_authgate_corp={}",
-        alice.cookie(&env.url(host, "/"), "_authgate_corp").unwrap()
-    );
+    let alice_cookie = env.login_cookie("alice").await;
     let echo = check_both(&env, host, "/admin/y", Some(&alice_cookie), Proxied("echo", "/admin/y")).await;
     assert_eq!(header(&echo, "x-forwarded-user"), Some("alice"));
 }

@@ -159,6 +159,15 @@ impl AuthEnv {
         );
         (b, resp.json().await.unwrap())
     }
+    /// Logs `user` in through app1 and returns the session cookie as a `Cookie` header value.
+    pub async fn login_cookie(&self, user: &str) -> String {
+        let (b, _) = self.login("app1.example.com", user).await;
+        let value = b
+            .cookie(&self.url("app1.example.com", "/"), "_authgate_corp")
+            .expect("session cookie");
+        format!("_authgate_corp={value}")
+    }
+
     /// A browser whose app hosts go to the second gateway.
     pub fn browser_b(&self) -> Browser {
         let gw = self.gw_b.as_ref().unwrap();

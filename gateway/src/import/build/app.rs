@@ -95,7 +95,9 @@ pub(crate) fn map(inst: &Instance, opts: &Opts, provider: Option<(String, String
                         auth: (other.auth != auth).then(|| auth.clone()),
                     });
                 }
-                other.sources.push(site.origin.clone());
+                if !other.sources.contains(&site.origin) {
+                    other.sources.push(site.origin.clone());
+                }
                 ctx.findings.push(Finding::info(
                     subject,
                     &format!(

@@ -159,7 +159,11 @@ impl Ctx {
 pub(crate) fn plan(inventory: Inventory) -> Plan {
     let mut ctx = Ctx::default();
     ctx.findings.extend(inventory.notes);
-    for inst in &inventory.instances {
+    // Instances serving a host's root first: one serving only some paths of that host then
+    // becomes a route of its app, whatever the order of the inputs.
+    let mut instances: Vec<&Instance> = inventory.instances.iter().collect();
+    instances.sort_by_key(|i| !i.sites.is_empty() && i.sites.iter().all(|s| !s.paths.is_empty()));
+    for inst in instances {
         map_instance(inst, &mut ctx);
     }
     let gateway = shared::gateway(&mut ctx, &inventory.certs);
