@@ -17,6 +17,7 @@
 //! | [`session`] | sessions, sealed ticket cookies, the session store |
 //! | [`proxy`] | the Pingora `ProxyHttp` glue |
 //! | [`trace_context`] | `X-Request-Id` and W3C `traceparent` |
+//! | [`telemetry`] | optional OpenTelemetry traces, exported with OTLP/HTTP |
 //! | [`pages`] | error pages the gateway writes itself |
 //! | [`admin`] | admin endpoints and the HTTP→HTTPS redirect |
 //! | [`metrics`] | Prometheus metrics |
@@ -51,6 +52,7 @@ pub mod session;
 pub mod signals;
 pub mod state;
 pub mod target;
+pub mod telemetry;
 pub mod tls;
 pub mod trace_context;
 pub mod upstream;

@@ -89,6 +89,9 @@ pub struct Metrics {
     /// `authgate_access_log_dropped_total`: access and audit log lines dropped because the log
     /// output could not keep up (the writer never blocks a request).
     pub access_log_dropped: prometheus::IntCounter,
+    /// `authgate_trace_export_failures_total`: span batches the OTLP collector did not take
+    /// (their spans are dropped; requests never wait for the collector).
+    pub trace_export_failures: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -274,6 +277,11 @@ impl Metrics {
             "authgate_access_log_dropped_total",
             "Access and audit log lines dropped because the log output could not keep up",
         )?;
+        let trace_export_failures = prometheus::IntCounter::new(
+            "authgate_trace_export_failures_total",
+            "Span batches the OTLP trace collector did not take (their spans are dropped)",
+        )?;
+        registry.register(Box::new(trace_export_failures.clone()))?;
         let build_info = IntGaugeVec::new(
             Opts::new("authgate_build_info", "Always 1; the labels describe the running build"),
             &["version"],
@@ -341,6 +349,7 @@ impl Metrics {
             upstream_resolution_failures,
             request_duration,
             access_log_dropped,
+            trace_export_failures,
         };
         metrics.zero_fixed_labels();
         Ok(metrics)
@@ -409,6 +418,19 @@ impl Metrics {
         }
     }
 
+    /// Removes every series of app `app` (deleted by a reload), so that dashboards show no
+    /// ghost of it.
+    pub fn remove_app(&self, app: &str) {
+        remove_matching(&self.requests, "app", app);
+        remove_matching(&self.upstream_latency, "app", app);
+        remove_matching(&self.upstream_errors, "app", app);
+        remove_matching(&self.backend_healthy, "app", app);
+        remove_matching(&self.upstream_cookies_dropped, "app", app);
+        remove_matching(&self.auth_decisions, "app", app);
+        remove_matching(&self.request_duration, "app", app);
+        remove_matching(&self.config_file_rejected, "app", app);
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
         let dropped = crate::access_log::dropped_total();
@@ -421,6 +443,25 @@ impl Metrics {
             tracing::error!(error = %e, "cannot encode metrics");
         }
         out
+    }
+}
+
+/// Removes the series of `vec` whose label `name` is `value`.
+fn remove_matching<T: prometheus::core::MetricVecBuilder>(
+    vec: &prometheus::core::MetricVec<T>,
+    name: &str,
+    value: &str,
+) {
+    use prometheus::core::Collector;
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels: std::collections::HashMap<&str, &str> =
+                metric.get_label().iter().map(|l| (l.name(), l.value())).collect();
+            if labels.get(name) == Some(&value) {
+                // Absent already: nothing to remove.
+                let _ = vec.remove(&labels);
+            }
+        }
     }
 }
 
@@ -454,6 +495,7 @@ mod tests {
             "authgate_logins_total{provider=\"corp\",result=\"idp_unavailable\"} 0",
             "authgate_access_log_dropped_total 0",
             "authgate_redis_failovers_total 0",
+            "authgate_trace_export_failures_total 0",
         ] {
             assert!(text.contains(line), "{line}\n{text}");
         }
@@ -463,5 +505,34 @@ mod tests {
         )));
         #[cfg(target_os = "linux")]
         assert!(text.contains("process_open_fds "), "{text}");
+    }
+
+    #[test]
+    fn a_removed_app_leaves_no_series_and_others_keep_theirs() {
+        let m = Metrics::new().unwrap();
+        for app in ["gone", "kept"] {
+            let handles = app::AppMetrics::new(&m, app, true);
+            handles.response(200);
+            handles.response(599);
+            handles.upstream_latency(0.1);
+            handles.request_duration(0.1);
+            m.backend_healthy.with_label_values(&[app, "127.0.0.1:1"]).set(1);
+            m.config_file_rejected.with_label_values(&[app, "apps.d/x.yaml"]).set(0);
+        }
+        m.remove_app("gone");
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(!text.contains("app=\"gone\""), "{text}");
+        for family in [
+            "authgate_requests_total",
+            "authgate_upstream_response_seconds_count",
+            "authgate_upstream_errors_total",
+            "authgate_backend_healthy",
+            "authgate_upstream_cookies_dropped_total",
+            "authgate_auth_decisions_total",
+            "authgate_request_duration_seconds_count",
+            "authgate_config_file_rejected",
+        ] {
+            assert!(text.contains(&format!("{family}{{app=\"kept\"")), "{family}\n{text}");
+        }
     }
 }

@@ -24,6 +24,7 @@ use crate::tls::TlsConnInfo;
 use crate::trace_context::{RequestTrace, ResponseRequestIdBuilder};
 
 mod observe;
+mod spans;
 
 /// The HTTPS gateway service.
 pub struct Gateway {
@@ -57,6 +58,8 @@ pub struct RequestCtx {
     trace: Option<RequestTrace>,
     auth: Option<Outcome>,
     upstream_elapsed: Option<Duration>,
+    /// OpenTelemetry spans, when tracing is on.
+    spans: Option<spans::RequestSpans>,
 }
 
 impl RequestCtx {
@@ -131,13 +134,13 @@ impl Gateway {
         };
         if class == Class::Endpoint {
             let path = routed.target.path(header);
-            if let Some(reply) = endpoints::handle(session, &req, path).await {
+            if let Some(reply) = spans::in_child(ctx, "auth", endpoints::handle(session, &req, path)).await {
                 reply.send(session).await?;
                 return Ok(true);
             }
             return Ok(false);
         }
-        let decided = flow::decide(session, &req, api).await?;
+        let decided = spans::in_child(ctx, "auth", flow::decide(session, &req, api)).await?;
         observe::decided(session, ctx, &decided);
         match decided.decision {
             Decision::Pass(granted) => {
@@ -183,6 +186,7 @@ impl ProxyHttp for Gateway {
             trace: None,
             auth: None,
             upstream_elapsed: None,
+            spans: None,
         }
     }
 
@@ -240,6 +244,7 @@ impl ProxyHttp for Gateway {
         ctx.route = routed.route;
         ctx.snapshot = Some(snapshot.clone());
         let class = routed.class(session.req_header());
+        spans::route(ctx, class);
         if let (Class::Jwks, Some(signer)) = (class, &snapshot.identity_jwt) {
             Reply::json(200, signer.jwks()).send(session).await?;
             return Ok(true);
@@ -282,7 +287,21 @@ impl ProxyHttp for Gateway {
         // An upgraded connection (WebSocket) may stay quiet for long: no read timeout.
         peer.options.read_timeout = if session.is_upgrade_req() { None } else { Some(t.read.0) };
         ctx.upstream_started = Some(Instant::now());
+        spans::upstream_chosen(ctx);
         Ok(Box::new(peer))
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        spans::upstream_connected(ctx, reused);
+        Ok(())
     }
 
     fn fail_to_connect(
@@ -353,7 +372,7 @@ impl ProxyHttp for Gateway {
                 app.metrics.upstream_cookies_dropped(dropped);
             }
         }
-        observe::upstream_responded(ctx);
+        observe::upstream_responded(ctx, resp.status.as_u16());
         Ok(())
     }
 

@@ -34,6 +34,9 @@ pub enum StartError {
     /// A listening socket could not be bound or taken over.
     #[error(transparent)]
     Listen(#[from] listen::ListenError),
+    /// Trace export could not be set up.
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
     /// A listener could not be set up.
     #[error("cannot set up the {what} listener: {error}")]
     Listener {
@@ -121,8 +124,15 @@ pub fn run(config_path: &Path, sockets: Sockets) -> Result<(), StartError> {
     let config = config::load(config_path)?;
     let watch = watch_set(&config);
     let server_section = config.gateway.server.clone();
+    let tracing_section = config.gateway.tracing.clone();
     let (sessions, redis) = session_store_errors(&config, &metrics)?;
     let snapshot = Snapshot::build(config, None, &metrics)?;
+    let traced = crate::telemetry::start(&tracing_section, metrics.trace_export_failures.clone())?;
+    let sessions = if traced {
+        crate::session::traced::TracedStore::wrap(sessions)
+    } else {
+        sessions
+    };
     crate::config::watch::log_rejected_files(&snapshot.rejected);
     crate::config::watch::log_unresolved(&snapshot.unresolved);
     let listen = snapshot.settings.listen.clone();
@@ -188,6 +198,7 @@ pub fn run(config_path: &Path, sockets: Sockets) -> Result<(), StartError> {
         apps,
         threads,
         upgraded = sockets == Sockets::Upgrade,
+        tracing = traced,
         "authgate starting"
     );
     server.bootstrap();
@@ -197,6 +208,7 @@ pub fn run(config_path: &Path, sockets: Sockets) -> Result<(), StartError> {
         shutdown_signal: Box::new(Signals::new(server_section.upgrade_socket)),
     });
     crate::access_log::flush();
+    crate::telemetry::shutdown();
     Ok(())
 }
 

@@ -8,13 +8,15 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use openssl::asn1::Asn1Time;
+use openssl::ex_data::Index;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
-use openssl::ssl::NameType;
+use openssl::ssl::{NameType, Ssl};
 use openssl::x509::X509;
 use pingora::listeners::TlsAccept;
 use pingora::protocols::tls::TlsRef;
@@ -234,10 +236,28 @@ fn cert_names(cert: &X509) -> Vec<String> {
 }
 
 /// What the gateway remembers of a TLS connection, for the HTTP layer.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct TlsConnInfo {
     /// The server name the client asked for, normalised; `None` when it sent none.
     pub sni: Option<String>,
+    /// The protocol version, e.g. `TLSv1.3`.
+    pub version: &'static str,
+    /// When tracing is on: the handshake's start (the ClientHello read) and end, until the
+    /// connection's first request reports it.
+    handshake: std::sync::Mutex<Option<(SystemTime, SystemTime)>>,
+}
+
+impl TlsConnInfo {
+    /// The handshake's start and end, to the first caller only (tracing on).
+    pub fn take_handshake(&self) -> Option<(SystemTime, SystemTime)> {
+        self.handshake.lock().ok().and_then(|mut h| h.take())
+    }
+}
+
+/// Where a handshake's start is kept on the connection while tracing is on.
+fn handshake_start_index() -> Option<Index<Ssl, SystemTime>> {
+    static INDEX: OnceLock<Option<Index<Ssl, SystemTime>>> = OnceLock::new();
+    *INDEX.get_or_init(|| Ssl::new_ex_index().ok())
 }
 
 /// The SNI certificate callback of the HTTPS listener.
@@ -260,6 +280,11 @@ fn sni_of(ssl: &TlsRef) -> Option<String> {
 #[async_trait]
 impl TlsAccept for SniResolver {
     async fn certificate_callback(&self, ssl: &mut TlsRef) {
+        if crate::telemetry::tracer().is_some() {
+            if let Some(index) = handshake_start_index() {
+                ssl.set_ex_data(index, SystemTime::now());
+            }
+        }
         let sni = sni_of(ssl);
         let snapshot = self.state.snapshot();
         let Some((ck, how)) = snapshot.certs.select(sni.as_deref()) else {
@@ -281,7 +306,14 @@ impl TlsAccept for SniResolver {
     async fn handshake_complete_callback(&self, ssl: &TlsRef) -> Option<Arc<dyn Any + Send + Sync>> {
         let version = ssl.version_str();
         self.state.metrics.tls_handshakes.with_label_values(&[version]).inc();
-        Some(Arc::new(TlsConnInfo { sni: sni_of(ssl) }))
+        let handshake = handshake_start_index()
+            .and_then(|index| ssl.ex_data(index).copied())
+            .map(|start| (start, SystemTime::now()));
+        Some(Arc::new(TlsConnInfo {
+            sni: sni_of(ssl),
+            version,
+            handshake: std::sync::Mutex::new(handshake),
+        }))
     }
 }
 

@@ -34,6 +34,8 @@ pub struct RequestTrace {
     traceparent: [u8; 55],
     /// Whether the trace came with the request (else the gateway started it).
     pub continued: bool,
+    /// The caller's span id (16 hex digits) when the trace came with the request.
+    parent: Option<[u8; 16]>,
 }
 
 impl RequestTrace {
@@ -53,22 +55,25 @@ impl RequestTrace {
         });
         let parent = single(req, TRACEPARENT).and_then(|v| parse_traceparent(v.as_bytes()));
         let mut traceparent = *b"00-00000000000000000000000000000000-0000000000000000-01";
-        let continued = match parent {
-            Some((trace_id, flags)) => {
+        let parent = match parent {
+            Some((trace_id, span_id, flags)) => {
                 traceparent[3..35].copy_from_slice(trace_id);
                 traceparent[53..55].copy_from_slice(flags);
-                true
+                let mut parent = [0u8; 16];
+                parent.copy_from_slice(span_id);
+                Some(parent)
             }
             None => {
                 hex_into(&mut traceparent[3..35], &nonzero(random_bytes::<16>()));
-                false
+                None
             }
         };
         hex_into(&mut traceparent[36..52], &nonzero(random_bytes::<8>()));
         RequestTrace {
             request_id,
             traceparent,
-            continued,
+            continued: parent.is_some(),
+            parent,
         }
     }
 
@@ -85,6 +90,16 @@ impl RequestTrace {
     /// The gateway's span id, 16 hex digits.
     pub fn span_id(&self) -> &str {
         std::str::from_utf8(&self.traceparent[36..52]).unwrap_or("-")
+    }
+
+    /// The caller's span id (16 hex digits), when the trace came with the request.
+    pub fn parent_span_id(&self) -> Option<&str> {
+        self.parent.as_ref().and_then(|p| std::str::from_utf8(p).ok())
+    }
+
+    /// The trace flags, 2 hex digits (`01`: sampled).
+    pub fn flags(&self) -> &str {
+        std::str::from_utf8(&self.traceparent[53..55]).unwrap_or("00")
     }
 
     /// Sets `X-Request-Id` and `traceparent` on the upstream request (dropping `tracestate`
@@ -112,9 +127,10 @@ fn valid_request_id(v: &[u8]) -> bool {
     !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.iter().all(|b| (0x21..=0x7e).contains(b))
 }
 
-/// The trace id and flags of a valid `traceparent` (W3C Trace Context, version 00 and the
-/// forward-compatible rules for later versions), as their lowercase hex text.
-fn parse_traceparent(v: &[u8]) -> Option<(&[u8], &[u8])> {
+/// The trace id, parent span id and flags of a valid `traceparent` (W3C Trace Context,
+/// version 00 and the forward-compatible rules for later versions), as their lowercase hex
+/// text.
+fn parse_traceparent(v: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
     if v.len() < 55 {
         return None;
     }
@@ -134,7 +150,7 @@ fn parse_traceparent(v: &[u8]) -> Option<(&[u8], &[u8])> {
         && lower_hex(flags)
         && !zero(trace_id)
         && !zero(span_id))
-    .then_some((trace_id, flags))
+    .then_some((trace_id, span_id, flags))
 }
 
 fn hex_into(out: &mut [u8], bytes: &[u8]) {
@@ -241,6 +257,8 @@ mod tests {
         assert!(t.continued);
         assert_eq!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_ne!(t.span_id(), "00f067aa0ba902b7");
+        assert_eq!(t.parent_span_id(), Some("00f067aa0ba902b7"));
+        assert_eq!(t.flags(), "01");
         let mut up = req.clone();
         t.apply_upstream(&mut up).unwrap();
         let tp = up.headers[TRACEPARENT].to_str().unwrap();
@@ -265,6 +283,7 @@ mod tests {
             let req = request(&[(TRACEPARENT, bad), (TRACESTATE, "congo=t61rcWkgMzE")]);
             let t = RequestTrace::from_request(&req, false);
             assert!(!t.continued, "{bad:?}");
+            assert_eq!(t.parent_span_id(), None);
             assert_ne!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
             let mut up = req.clone();
             t.apply_upstream(&mut up).unwrap();

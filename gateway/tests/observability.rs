@@ -314,3 +314,62 @@ async fn a_provider_outage_at_sign_in_is_counted_as_an_outage_not_a_redirect() {
         (Some("idp_unavailable"), Some("provider"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn per_app_series_start_at_zero_and_leave_with_their_app() {
+    let up = Upstream::start("echo").await;
+    let named = format!("localhost:{}", up.addr.port());
+    let env = Env::start(
+        &[
+            ("app1", app_yaml("app1.example.com", &[up.addr], "")),
+            ("app2", format!("host: app2.example.com\nupstreams: [\"{named}\"]\n")),
+        ],
+        "",
+    )
+    .await;
+    let file = |app: &str| {
+        env.config
+            .path()
+            .join(format!("apps.d/{app}.yaml"))
+            .display()
+            .to_string()
+    };
+    let text = env.gw.metrics().await;
+    for series in [
+        format!(
+            "authgate_config_file_rejected{{app=\"app1\",file=\"{}\"}} 0",
+            file("app1")
+        ),
+        format!(
+            "authgate_config_file_rejected{{app=\"app2\",file=\"{}\"}} 0",
+            file("app2")
+        ),
+        format!("authgate_upstream_resolution_failures_total{{upstream=\"{named}\"}} 0"),
+        "authgate_session_store_up 1".to_owned(),
+    ] {
+        assert!(text.contains(&series), "{series} missing:\n{text}");
+    }
+    for app in ["app1", "app2"] {
+        assert_eq!(env.get_json(&format!("{app}.example.com"), "/").await.0, 200);
+        env.gw
+            .wait_metric(
+                &format!("authgate_request_duration_seconds_count{{app=\"{app}\"}}"),
+                1.0,
+            )
+            .await;
+    }
+
+    // Deleting app2 takes its series (and its upstream name's) out; app1 keeps its own.
+    env.config.remove_app("app2");
+    env.gw.wait_generation(2).await;
+    let text = env.gw.metrics().await;
+    assert!(!text.contains("app=\"app2\""), "ghost series of app2:\n{text}");
+    assert!(!text.contains(&named), "ghost upstream series:\n{text}");
+    for series in [
+        "authgate_requests_total{app=\"app1\",status=\"200\"} 1",
+        "authgate_request_duration_seconds_count{app=\"app1\"} 1",
+        "authgate_upstream_errors_total{app=\"app1\",kind=\"connect\"} 0",
+    ] {
+        assert!(text.contains(series), "{series} missing:\n{text}");
+    }
+}

@@ -176,6 +176,11 @@ impl Provider {
         matches!(self.kind, Kind::Oidc(_))
     }
 
+    /// The attributes of this provider's spans.
+    fn span_attributes(&self) -> Vec<opentelemetry::KeyValue> {
+        vec![opentelemetry::KeyValue::new("authgate.provider", self.name.clone())]
+    }
+
     /// Fetches OIDC metadata now, so the first login does not wait for it.
     pub async fn warm_up(&self) {
         if let Kind::Oidc(o) = &self.kind {
@@ -197,6 +202,7 @@ impl Provider {
                 return Ok(d.clone())
             }
             (Some(d), true) => {
+                let _span = crate::telemetry::child_with("provider.jwks", || self.span_attributes());
                 *last_keys_refresh = Some(std::time::Instant::now());
                 let jwks = JsonWebKeySet::fetch_async(d.metadata.jwks_uri(), &self.http)
                     .await
@@ -204,6 +210,7 @@ impl Provider {
                 d.metadata.clone().set_jwks(jwks)
             }
             (None, _) => {
+                let _span = crate::telemetry::child_with("provider.discovery", || self.span_attributes());
                 let issuer = IssuerUrl::new(o.issuer.clone()).map_err(unavailable)?;
                 ProviderMetadataWithLogout::discover_async(issuer, &self.http)
                     .await
@@ -271,6 +278,7 @@ impl Provider {
         verifier: &str,
         nonce: &str,
     ) -> Result<SignIn, ProviderError> {
+        let _span = crate::telemetry::child_with("provider.token_exchange", || self.span_attributes());
         let redirect = RedirectUrl::new(redirect_uri.to_owned()).map_err(unavailable)?;
         match &self.kind {
             Kind::Oidc(o) => {
@@ -356,6 +364,7 @@ impl Provider {
 
     /// Refreshes a session's tokens (OIDC) or re-reads the user (GitHub).
     pub async fn refresh(&self, session: &Session) -> Result<SignIn, ProviderError> {
+        let _span = crate::telemetry::child_with("provider.refresh", || self.span_attributes());
         match &self.kind {
             Kind::Oidc(o) => {
                 let Some(refresh_token) = &session.refresh_token else {

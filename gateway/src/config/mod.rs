@@ -5,6 +5,7 @@
 //! certificates) and compiles. `authgate check` runs both and prints every error at once.
 
 pub mod schema;
+pub mod traces;
 pub mod watch;
 
 use std::fmt;

@@ -71,6 +71,9 @@ pub struct GatewayFile {
     /// Signed identity assertions for upstreams: the issuer and the signing keys.
     #[serde(default)]
     pub identity_jwt: Option<IdentityJwtSection>,
+    /// OpenTelemetry traces (OTLP/HTTP), off by default; read at start.
+    #[serde(default)]
+    pub tracing: super::traces::TracingSection,
 }
 
 /// The main file's `identity_jwt:` section.

@@ -24,6 +24,7 @@ pub(super) fn begin(session: &mut Session, ctx: &mut RequestCtx) {
         module.value = Some(trace.request_id.clone());
     }
     ctx.trace = Some(trace);
+    super::spans::begin(session, ctx);
 }
 
 /// Sets `X-Request-Id` and `traceparent` (and drops a stale `tracestate`) upstream.
@@ -35,7 +36,8 @@ pub(super) fn upstream_headers(ctx: &RequestCtx, upstream: &mut RequestHeader) -
 }
 
 /// Notes the upstream's response header: its latency, in the metrics and for the access log.
-pub(super) fn upstream_responded(ctx: &mut RequestCtx) {
+pub(super) fn upstream_responded(ctx: &mut RequestCtx, status: u16) {
+    super::spans::upstream_responded(ctx, status);
     if let Some(started) = ctx.upstream_started {
         let elapsed = started.elapsed();
         ctx.upstream_elapsed = Some(elapsed);
@@ -99,8 +101,11 @@ fn logged_user(identity: &Identity, mode: LogIdentity) -> Option<&str> {
 }
 
 /// The end of every request: the response counter, the duration histogram, the access log.
-pub(super) fn finish(state: &State, session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
+pub(super) fn finish(state: &State, session: &Session, e: Option<&Error>, ctx: &mut RequestCtx) {
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
+    if let Some(spans) = ctx.spans.take() {
+        super::spans::finish(spans, ctx, status, logged_path(session, ctx), e);
+    }
     let duration = ctx.started.elapsed();
     match &ctx.app {
         Some(app) => {

@@ -10,6 +10,7 @@ pub mod mint;
 pub mod redis_store;
 pub mod seal;
 pub mod store;
+pub mod traced;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

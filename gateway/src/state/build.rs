@@ -60,6 +60,7 @@ impl Snapshot {
             load_errors.0.into_iter().partition(|e| e.file == main_path);
         let mut main_errors = ConfigErrors(main_list);
         let settings = settings(&main_path, &gateway, &mut main_errors);
+        gateway.tracing.check(&main_path, &mut main_errors);
         let certs = CertStore::load(
             &gateway.tls.certificates,
             &main_path,

@@ -7,6 +7,7 @@ mod dispatch;
 
 pub use dispatch::{Class, Dispatched, Unrouted};
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -212,8 +213,22 @@ impl State {
     /// Makes `snapshot` the one served to new requests.
     pub fn store(&self, snapshot: Snapshot) {
         let snapshot = Arc::new(snapshot);
+        self.retire_series(&self.snapshot(), &snapshot);
         self.publish_gauges(&snapshot);
         self.snapshot.store(snapshot);
+    }
+
+    /// Removes the series of apps and upstream names that `next` no longer has.
+    fn retire_series(&self, previous: &Snapshot, next: &Snapshot) {
+        let apps: HashSet<&str> = next.routes.values().map(|a| a.name.as_str()).collect();
+        for app in previous.routes.values().filter(|a| !apps.contains(a.name.as_str())) {
+            self.metrics.remove_app(&app.name);
+        }
+        let upstreams: HashSet<&str> = named_upstreams(next).collect();
+        for gone in named_upstreams(previous).filter(|u| !upstreams.contains(u)) {
+            // Absent when it was removed with another app already.
+            let _ = self.metrics.upstream_resolution_failures.remove_label_values(&[gone]);
+        }
     }
 
     fn publish_gauges(&self, snapshot: &Snapshot) {
@@ -229,6 +244,15 @@ impl State {
             }
         }
         m.config_file_rejected.reset();
+        for app in snapshot.routes.values() {
+            let file = app.file.display().to_string();
+            m.config_file_rejected
+                .with_label_values(&[app.name.as_str(), file.as_str()])
+                .set(0);
+        }
+        for upstream in named_upstreams(snapshot) {
+            m.upstream_resolution_failures.with_label_values(&[upstream]);
+        }
         for e in &snapshot.rejected {
             let app = e.file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
             let file = e.file.display().to_string();
@@ -252,6 +276,16 @@ impl State {
             }
         }
     }
+}
+
+/// The upstreams of `snapshot` written as names (IP literals are never looked up).
+fn named_upstreams(snapshot: &Snapshot) -> impl Iterator<Item = &str> {
+    snapshot
+        .pools
+        .iter()
+        .flat_map(|p| p.spec().upstreams.iter())
+        .filter(|u| u.host.parse::<std::net::IpAddr>().is_err())
+        .map(|u| u.label.as_str())
 }
 
 #[cfg(test)]
