@@ -193,7 +193,7 @@ pub(super) fn finish(mut spans: RequestSpans, ctx: &RequestCtx, status: u16, pat
         attributes.push(KeyValue::new("error.type", e.etype().as_str()));
     }
     span.set_attributes(attributes);
-    if status >= 500 || status == 0 {
+    if status >= 500 || (status == 0 && e.is_some()) {
         span.set_status(Status::error(e.map_or("", |e| e.etype().as_str()).to_owned()));
     }
     span.end();
