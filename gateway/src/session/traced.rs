@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::store::{LockToken, Store, StoreError};
+use super::store::{LockToken, Store, StoreError, UserKey};
 use super::{Session, Ticket};
 use crate::telemetry;
 
@@ -54,6 +54,10 @@ impl Store for TracedStore {
 
     async fn delete(&self, ticket: &Ticket) -> Result<(), StoreError> {
         traced("session_store.delete", self.0.delete(ticket)).await
+    }
+
+    async fn revoke_user(&self, user: &UserKey) -> Result<usize, StoreError> {
+        traced("session_store.revoke_user", self.0.revoke_user(user)).await
     }
 
     async fn ready(&self) -> bool {
