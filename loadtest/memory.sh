@@ -49,6 +49,7 @@
 #   RELOAD_INTERVAL=1                seconds between two reloads
 #   RELOAD_RATE=50                   requests/s of the request loop during the reloads
 #   UPSTREAMS=distinct               distinct: one upstream port per app; shared: one for all
+#   APP_AUTH=1                       0: apps without an auth block (to split the per-app cost)
 #   WARM=5s                          public-route traffic before the S = 0 reading
 #   THREADS=2                        gateway worker threads (server.threads)
 #   TOUCH_CONNECTIONS=32             wrk connections while loading sessions
@@ -71,6 +72,7 @@ RELOAD_SIGHUPS="${RELOAD_SIGHUPS:-5}"
 RELOAD_INTERVAL="${RELOAD_INTERVAL:-1}"
 RELOAD_RATE="${RELOAD_RATE:-50}"
 UPSTREAMS="${UPSTREAMS:-distinct}"
+APP_AUTH="${APP_AUTH:-1}"
 WARM="${WARM:-5s}"
 THREADS="${THREADS:-2}"
 TOUCH_CONNECTIONS="${TOUCH_CONNECTIONS:-32}"
@@ -110,6 +112,8 @@ if [[ -n "$RELOAD_APPS" && " ${APPS_ARR[*]} " != *" $RELOAD_APPS "* ]]; then
   die "RELOAD_APPS=$RELOAD_APPS is not in APPS_LIST ($APPS_LIST)"
 fi
 [[ "$UPSTREAMS" == distinct || "$UPSTREAMS" == shared ]] || die "UPSTREAMS must be distinct or shared"
+[[ "$APP_AUTH" == 1 || "$APP_AUTH" == 0 ]] || die "APP_AUTH must be 1 or 0"
+((APP_AUTH == 1 || MAX_SESSIONS == 0)) || die "APP_AUTH=0 serves no sessions: use SESSIONS_LIST=0"
 
 # --- processes we start, and cleanup ----------------------------------------------
 WORK="$(mktemp -d /tmp/authgate-memory.XXXXXX)"
@@ -226,7 +230,12 @@ gw_config() {
   for ((i = 1; i <= n; i++)); do
     up=$((UP_BASE + i))
     [[ "$UPSTREAMS" == shared ]] && up=$((UP_BASE + 1))
-    stack_auth_app "$dir/apps.d/$(printf 'app%04d' "$i").yaml" "$(printf 'app%04d' "$i").example.com" "\"127.0.0.1:$up\""
+    if [[ "$APP_AUTH" == 1 ]]; then
+      stack_auth_app "$dir/apps.d/$(printf 'app%04d' "$i").yaml" "$(printf 'app%04d' "$i").example.com" "\"127.0.0.1:$up\""
+    else
+      printf 'host: app%04d.example.com\nupstreams: ["127.0.0.1:%s"]\nhealth_check: { path: /healthz, interval: 30s }\n' \
+        "$i" "$up" >"$dir/apps.d/$(printf 'app%04d' "$i").yaml"
+    fi
   done
 }
 
@@ -316,17 +325,19 @@ load_sessions() {
 }
 
 # --- the reload phase ---------------------------------------------------------------
-# reload_loop_config COUNT: a curl config of COUNT requests with session cookies, alternating
-# app0001 (the app whose file is rewritten) and apps 2..10.
+# reload_loop_config COUNT N: a curl config of COUNT requests with session cookies (to /public/
+# when no session was minted), alternating app0001 (the app whose file is rewritten) and apps 2..10.
 reload_loop_config() {
-  local count="$1" n="$2" k host cookie
+  local count="$1" n="$2" k host cookie path=/
   local -a cookies
+  # Without sessions, the public route (skip_auth_routes ^/public/) is what answers 200.
+  ((MAX_SESSIONS > 0)) || path=/public/
   mapfile -t cookies < <(head -n 1000 "$COOKIES")
   for ((k = 0; k < count; k++)); do
     if ((k % 2 == 0 || n == 1)); then host=app0001.example.com; else host="$(printf 'app%04d.example.com' $((2 + (k / 2) % (n < 10 ? n - 1 : 9))))"; fi
     cookie="${cookies[$((k % ${#cookies[@]}))]}"
-    printf 'url = "https://%s:%s/"\nheader = "Cookie: %s"\ncacert = "%s"\nconnect-to = "::127.0.0.1:%s"\noutput = "/dev/null"\nwrite-out = "%%{stderr}%%{http_code}\\n"\nmax-time = 5\nsilent\n' \
-      "$host" "$GATEWAY_PORT" "$cookie" "$CA" "$GATEWAY_PORT"
+    printf 'url = "https://%s:%s%s"\nheader = "Cookie: %s"\ncacert = "%s"\nconnect-to = "::127.0.0.1:%s"\noutput = "/dev/null"\nwrite-out = "%%{stderr}%%{http_code}\\n"\nmax-time = 5\nsilent\n' \
+      "$host" "$GATEWAY_PORT" "$path" "$cookie" "$CA" "$GATEWAY_PORT"
     if ((k + 1 < count)); then echo next; fi
   done
 }
@@ -385,6 +396,7 @@ reload_phase() {
   rejected=$(($(metric "$WORK/r1" 'authgate_config_reloads_total{result="failure"}') - $(metric "$WORK/r0" 'authgate_config_reloads_total{result="failure"}')))
   ((rejected == 0)) || die "$rejected reloads were rejected"
   log "N=$n: reloads done: $sent requests during the phase, $failed not 200 (curl), $other non-200 by the gateway's count"
+  if ((failed > 0 || other > 0)); then log "WARNING: requests failed during the reloads (see the report)"; fi
   mem_row "after $((RELOADS + RELOAD_SIGHUPS)) reloads"
 }
 
@@ -465,7 +477,7 @@ report() {
   echo
   echo "$(date -u +%Y-%m-%d), $machine; commit $commit; binary $(basename "$AUTHGATE") ($("$AUTHGATE" --version 2>/dev/null || echo '?'));"
   echo "load average before: $LOADAVG_BEFORE. Gateway: server.threads $THREADS, sessions in Redis with"
-  echo "cache {max_entries: $CACHE_MAX, ttl: 1h}, one OIDC provider, $UPSTREAMS upstreams (one nginx)."
+  echo "cache {max_entries: $CACHE_MAX, ttl: 1h}, one OIDC provider, $UPSTREAMS upstreams (one nginx), apps $([[ "$APP_AUTH" == 1 ]] && echo "with" || echo "without") an auth block."
   echo "Sessions minted with \`authgate session mint\` ($MAX_SESSIONS in ${MINT_SECONDS} s): identity only (subject, email,"
   echo "two groups), no tokens; a session from a real login also holds its ID, access and refresh tokens (the"
   echo "local provider's ID token: $ID_TOKEN_BYTES bytes), which the per-session figure below does not include."
