@@ -23,6 +23,13 @@
 //!
 //! Matching is one [`RegexSet::is_match`] for the method-less rules plus one for the request's
 //! method, so it does not allocate.
+//!
+//! Apps often carry the same rules (`^/healthz$`, `^/api/`): identical rule lists share one
+//! compiled set across apps and reloads (an interner of weak references), which saves the
+//! compilation on reload and tens of kilobytes per app (the sets and their per-thread caches).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use http::Method;
 use regex::{Regex, RegexSet};
@@ -30,9 +37,20 @@ use regex::{Regex, RegexSet};
 /// An example of a valid rule, quoted in error messages.
 const EXAMPLE: &str = "examples of valid rules: \"^/public/\", \"GET=^/healthz$\", \"POST,PUT=^/api/\"";
 
-/// Compiled `skip_auth_routes` or `api_routes` rules.
+/// Compiled `skip_auth_routes` or `api_routes` rules (shared by every app with the same list).
 #[derive(Debug, Clone, Default)]
 pub struct RouteRules {
+    compiled: Arc<Compiled>,
+}
+
+/// Rule lists compiled in this process, while some app still uses them.
+fn interned() -> &'static Mutex<HashMap<Vec<String>, Weak<Compiled>>> {
+    static INTERNED: OnceLock<Mutex<HashMap<Vec<String>, Weak<Compiled>>>> = OnceLock::new();
+    INTERNED.get_or_init(Mutex::default)
+}
+
+#[derive(Debug, Default)]
+struct Compiled {
     /// Rules with no method filter, `None` when there are none.
     any_method: Option<RegexSet>,
     /// For each method named by some rule, the regexes of the rules naming it.
@@ -42,11 +60,51 @@ pub struct RouteRules {
 }
 
 impl RouteRules {
-    /// Compiles rules such as `"GET=^/healthz$"`, `"^/public/"`, `"POST,PUT=^/api/"`.
+    /// Compiles rules such as `"GET=^/healthz$"`, `"^/public/"`, `"POST,PUT=^/api/"`, or
+    /// shares the compiled set of an identical list still in use.
     ///
     /// `Err((index, message))` names the first bad rule by its index in `rules`; the message
     /// says what is wrong and gives an example.
     pub fn compile(rules: &[String]) -> Result<RouteRules, (usize, String)> {
+        if rules.is_empty() {
+            return Ok(RouteRules::default());
+        }
+        let shared = interned()
+            .lock()
+            .ok()
+            .and_then(|map| map.get(rules).and_then(Weak::upgrade));
+        if let Some(compiled) = shared {
+            return Ok(RouteRules { compiled });
+        }
+        let compiled = Arc::new(Compiled::compile(rules)?);
+        if let Ok(mut map) = interned().lock() {
+            if map.len() >= 64 && map.len().is_power_of_two() {
+                map.retain(|_, w| w.strong_count() > 0);
+            }
+            map.insert(rules.to_vec(), Arc::downgrade(&compiled));
+        }
+        Ok(RouteRules { compiled })
+    }
+
+    /// True when there are no rules (nothing ever matches).
+    pub fn is_empty(&self) -> bool {
+        self.compiled.len == 0
+    }
+
+    /// The number of rules compiled.
+    pub fn len(&self) -> usize {
+        self.compiled.len
+    }
+
+    /// True when any rule matches `method` and the canonical `path` (from
+    /// [`Target::path`](crate::target::Target::path)).
+    pub fn matches(&self, method: &Method, path: &str) -> bool {
+        self.compiled.matches(method, path)
+    }
+}
+
+impl Compiled {
+    fn compile(rules: &[String]) -> Result<Compiled, (usize, String)> {
         let mut any_method: Vec<&str> = Vec::new();
         let mut any_method_last = 0;
         // (method, regexes, index of the last rule that added to it)
@@ -83,26 +141,14 @@ impl RouteRules {
         for (method, regexes, last) in by_method {
             compiled.push((method, build_set(&regexes).map_err(|m| (last, m))?));
         }
-        Ok(RouteRules {
+        Ok(Compiled {
             any_method,
             by_method: compiled,
             len: rules.len(),
         })
     }
 
-    /// True when there are no rules (nothing ever matches).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The number of rules compiled.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True when any rule matches `method` and the canonical `path` (from
-    /// [`Target::path`](crate::target::Target::path)).
-    pub fn matches(&self, method: &Method, path: &str) -> bool {
+    fn matches(&self, method: &Method, path: &str) -> bool {
         if self.any_method.as_ref().is_some_and(|set| set.is_match(path)) {
             return true;
         }
@@ -191,6 +237,18 @@ fn check_not_botched_method_list(rule: &str, prefix: &str) -> Result<(), String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identical_rule_lists_share_one_compiled_set() {
+        let rules = vec!["^/shared-test/".to_owned(), "GET=^/shared-test-health$".to_owned()];
+        let a = RouteRules::compile(&rules).unwrap();
+        let b = RouteRules::compile(&rules).unwrap();
+        assert!(Arc::ptr_eq(&a.compiled, &b.compiled));
+        let other = RouteRules::compile(&["^/other-test/".to_owned()]).unwrap();
+        assert!(!Arc::ptr_eq(&a.compiled, &other.compiled));
+        assert!(b.matches(&Method::GET, "/shared-test-health"));
+        assert!(!b.matches(&Method::POST, "/shared-test-health"));
+    }
 
     fn rules(list: &[&str]) -> RouteRules {
         let owned: Vec<String> = list.iter().map(|s| s.to_string()).collect();
