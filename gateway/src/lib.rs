@@ -53,6 +53,7 @@ pub mod signals;
 pub mod state;
 pub mod target;
 pub mod telemetry;
+pub mod templates;
 pub mod tls;
 pub mod trace_context;
 pub mod upstream;

@@ -133,20 +133,33 @@ impl Page {
             let body = serde_json::json!({ "error": self.code, "message": self.message }).to_string();
             (Bytes::from(body), "application/json")
         } else {
-            let reason = http::StatusCode::from_u16(self.status)
-                .ok()
-                .and_then(|s| s.canonical_reason())
-                .unwrap_or("Error");
-            let body = format!(
-                "<!doctype html><html><head><meta charset=\"utf-8\"><title>{status} {reason}</title>\
-                 <style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;color:#222}}\
-                 small{{color:#777}}</style></head><body><h1>{status} {reason}</h1><p>{message}</p>\
-                 <small>authgate</small></body></html>",
-                status = self.status,
-                message = self.message,
-            );
-            (Bytes::from(body), "text/html; charset=utf-8")
+            (Bytes::from(self.html(None)), "text/html; charset=utf-8")
         }
+    }
+
+    /// The status's reason phrase (`Forbidden`).
+    pub fn title(&self) -> &'static str {
+        http::StatusCode::from_u16(self.status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Error")
+    }
+
+    /// The built-in HTML page, with a link `(href, text)` under the message when given (both
+    /// are the gateway's own constants, never request data).
+    pub fn html(&self, link: Option<(&str, &str)>) -> String {
+        let link = link
+            .map(|(href, text)| format!("<p><a href=\"{href}\">{text}</a></p>"))
+            .unwrap_or_default();
+        format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>{status} {reason}</title>\
+             <style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;color:#222}}\
+             small{{color:#777}}</style></head><body><h1>{status} {reason}</h1><p>{message}</p>{link}\
+             <small>authgate</small></body></html>",
+            status = self.status,
+            reason = self.title(),
+            message = self.message,
+        )
     }
 }
 

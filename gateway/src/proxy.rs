@@ -347,6 +347,8 @@ impl ProxyHttp for Gateway {
                 identity: granted.identity(),
                 access_token: granted.access_token().filter(|_| auth.pass_access_token),
                 id_token: granted.id_token().filter(|_| auth.set_authorization_header),
+                user_headers: auth.spec.pass_user_headers,
+                prefer_email: auth.spec.prefer_email_to_user,
             };
             headers::inject(upstream, &injection);
         }

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use pingora::proxy::Session as HttpSession;
 
-use super::flow::{self, cookie_values, set_cookie, Decision, Request};
+use super::flow::{self, cookie_values, Decision, Request};
 use super::limits::Limit;
 use super::login::{self, login_aad, login_cookie_name, open_login, LoginState, LOGIN_COOKIE_PATH};
 use super::policy::{Decision as PolicyDecision, Identity};
 use super::provider::ProviderError;
-use super::redirect::safe_redirect;
+use super::redirect::safe_redirect_within;
 use crate::pages::{wants_json, Page, Reply};
 use crate::session::{now, Session, Ticket};
 
@@ -23,7 +23,37 @@ fn query_param(session: &HttpSession, name: &str) -> Option<String> {
 
 fn rd(session: &HttpSession, req: &Request<'_>) -> String {
     let raw = query_param(session, "rd").unwrap_or_else(|| "/".to_owned());
-    safe_redirect(&raw, req.host, req.settings.cookie.domain.as_deref(), false)
+    checked_rd(req, &raw)
+}
+
+/// `raw` when it may be redirected to: a local path, the app's host, a host under
+/// `cookie.domain` or the app's cookie domain, or one `whitelist_domains` admits; else `/`.
+fn checked_rd(req: &Request<'_>, raw: &str) -> String {
+    safe_redirect_within(
+        raw,
+        req.host,
+        req.settings.cookie.domain.as_deref(),
+        &req.auth.redirect_domains,
+        false,
+    )
+}
+
+/// `/oauth2/start` (and `/oauth2/sign_in` with `skip_provider_button`): rate-limited, then a
+/// redirect to the provider.
+async fn start(session: &HttpSession, req: &Request<'_>, json: bool) -> Reply {
+    if let Some(reply) = flow::rate_limited(req, Limit::Start, json) {
+        return reply;
+    }
+    let rd = rd(session, req);
+    let reply = login::start_login(session, req, &rd, json).await;
+    if reply.status() == Page::IDP_UNAVAILABLE.status {
+        req.state
+            .metrics
+            .logins
+            .with_label_values(&[req.auth.provider.name.as_str(), "idp_unavailable"])
+            .inc();
+    }
+    reply
 }
 
 /// True for the paths the gateway answers itself on a host with a policy.
@@ -43,26 +73,13 @@ pub fn is_endpoint(path: &str) -> bool {
 pub async fn handle(session: &HttpSession, req: &Request<'_>, path: &str) -> Option<Reply> {
     let json = wants_json(session);
     Some(match path {
-        "/oauth2/start" => {
-            if let Some(reply) = flow::rate_limited(req, Limit::Start, json) {
-                return Some(reply);
-            }
-            let rd = rd(session, req);
-            let reply = login::start_login(session, req, &rd, json).await;
-            if reply.status() == Page::IDP_UNAVAILABLE.status {
-                req.state
-                    .metrics
-                    .logins
-                    .with_label_values(&[req.auth.provider.name.as_str(), "idp_unavailable"])
-                    .inc();
-            }
-            reply
-        }
+        "/oauth2/start" => start(session, req, json).await,
         "/oauth2/callback" => match flow::rate_limited(req, Limit::Callback, json) {
             Some(reply) => reply,
             None => callback(session, req).await,
         },
-        "/oauth2/sign_in" => sign_in_page(session, req),
+        "/oauth2/sign_in" if req.auth.spec.skip_provider_button => start(session, req, json).await,
+        "/oauth2/sign_in" => super::page::sign_in(req, &rd(session, req), 200),
         "/oauth2/sign_out" => sign_out(session, req).await,
         "/oauth2/userinfo" => match flow::current_session(session, req).await {
             Ok(Some((_, s))) => {
@@ -93,7 +110,7 @@ async fn callback(session: &HttpSession, req: &Request<'_>) -> Reply {
             .logins
             .with_label_values(&[provider.name.as_str(), result])
             .inc();
-        Reply::page(Page::LOGIN_FAILED, false)
+        super::page::error(req.settings, Page::LOGIN_FAILED, false)
     };
     if let Some(error) = query_param(session, "error") {
         tracing::info!(provider = %provider.name, error = %error.chars().take(64).collect::<String>(), "provider returned an error to the callback");
@@ -112,7 +129,10 @@ async fn callback(session: &HttpSession, req: &Request<'_>) -> Reply {
     let Some(login) = login else {
         return fail("bad_state");
     };
-    let clear_login = set_cookie(&cookie_name, "", None, LOGIN_COOKIE_PATH, 0);
+    let clear_login = req
+        .settings
+        .cookie
+        .set_login_cookie(&cookie_name, "", LOGIN_COOKIE_PATH, 0);
     let redirect_uri = format!("{}/oauth2/callback", req.origin);
     let signed_in = match provider
         .sign_in(&code, &redirect_uri, &login.verifier, &login.nonce)
@@ -129,7 +149,7 @@ async fn callback(session: &HttpSession, req: &Request<'_>) -> Reply {
                 .logins
                 .with_label_values(&[provider.name.as_str(), "idp_unavailable"])
                 .inc();
-            return Reply::page(Page::IDP_UNAVAILABLE, false);
+            return super::page::error(req.settings, Page::IDP_UNAVAILABLE, false);
         }
     };
     let t = now();
@@ -155,7 +175,7 @@ async fn callback(session: &HttpSession, req: &Request<'_>) -> Reply {
             .logins
             .with_label_values(&[provider.name.as_str(), "store_unavailable"])
             .inc();
-        return Reply::page(Page::STORE_UNAVAILABLE, false);
+        return super::page::error(req.settings, Page::STORE_UNAVAILABLE, false);
     }
     let Ok(value) = ticket.to_cookie(keyring, &req.auth.cookie_name) else {
         return Reply::page(Page::INTERNAL, false);
@@ -164,11 +184,11 @@ async fn callback(session: &HttpSession, req: &Request<'_>) -> Reply {
         .logins
         .with_label_values(&[provider.name.as_str(), "success"])
         .inc();
-    let rd = safe_redirect(&login.rd, req.host, req.settings.cookie.domain.as_deref(), false);
+    let rd = checked_rd(req, &login.rd);
     Reply::redirect(rd)
         .header(
             "set-cookie",
-            set_cookie(
+            req.settings.cookie.set_cookie(
                 &req.auth.cookie_name,
                 &value,
                 req.auth.cookie_domain.as_deref(),
@@ -225,8 +245,9 @@ async fn sign_out(session: &HttpSession, req: &Request<'_>) -> Reply {
         }
     }
     let name = &req.auth.cookie_name;
-    let clear_domain = set_cookie(name, "", req.auth.cookie_domain.as_deref(), "/", 0);
-    let clear_host = set_cookie(name, "", None, "/", 0);
+    let cookie = &req.settings.cookie;
+    let clear_domain = cookie.set_cookie(name, "", req.auth.cookie_domain.as_deref(), "/", 0);
+    let clear_host = cookie.set_cookie(name, "", None, "/", 0);
     let absolute = if rd.starts_with('/') {
         format!("{}{rd}", req.origin)
     } else {
@@ -262,53 +283,18 @@ async fn sign_out_everywhere(session: &HttpSession, req: &Request<'_>, s: &Sessi
     }
 }
 
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
-fn sign_in_page(session: &HttpSession, req: &Request<'_>) -> Reply {
-    let rd = rd(session, req);
-    let query: String = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("rd", &rd)
-        .finish();
-    let start = format!("/oauth2/start?{query}");
-    let provider = html_escape(&req.auth.provider.name);
-    let start = html_escape(&start);
-    let body = match &req.settings.sign_in_template {
-        Some(t) => t.replace("{{provider}}", &provider).replace("{{start_url}}", &start),
-        None => format!(
-            "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign in</title>\
-             <style>body{{font-family:system-ui,sans-serif;max-width:28rem;margin:6rem auto;text-align:center;color:#222}}\
-             a.button{{display:inline-block;padding:.8rem 1.6rem;border-radius:.4rem;background:#2457d6;color:#fff;text-decoration:none}}\
-             small{{color:#777}}</style></head><body><h1>Sign in</h1>\
-             <p><a class=\"button\" href=\"{start}\">Sign in with {provider}</a></p><small>authgate</small></body></html>"
-        ),
-    };
-    Reply::new(200, "text/html; charset=utf-8", body)
-}
-
 async fn forward_auth(session: &HttpSession, req: &Request<'_>) -> Reply {
     match flow::decide(session, req, true).await {
         Ok(flow::Decided {
             decision: Decision::Pass(Some(granted)),
             ..
         }) => {
-            let id = granted.identity();
-            let mut reply = Reply::new(202, "text/plain", "").header("x-auth-request-user", id.user().to_owned());
-            if let Some(e) = &id.email {
-                reply = reply.header("x-auth-request-email", e.clone());
+            let reply = Reply::new(202, "text/plain", "");
+            if req.auth.spec.set_xauthrequest {
+                x_auth_request(reply, req, &granted)
+            } else {
+                reply
             }
-            if let Some(u) = &id.preferred_username {
-                reply = reply.header("x-auth-request-preferred-username", u.clone());
-            }
-            if !id.groups.is_empty() {
-                reply = reply.header("x-auth-request-groups", id.groups.join(","));
-            }
-            reply
         }
         Ok(flow::Decided {
             decision: Decision::Pass(None),
@@ -320,4 +306,25 @@ async fn forward_auth(session: &HttpSession, req: &Request<'_>) -> Reply {
         }) => reply,
         Err(_) => Reply::page(Page::INTERNAL, true),
     }
+}
+
+/// The `X-Auth-Request-*` response headers of `set_xauthrequest` (the access token too with
+/// `pass_access_token`), as oauth2-proxy sets them for nginx `auth_request_set`. Values that
+/// are not valid header values are left out.
+fn x_auth_request(mut reply: Reply, req: &Request<'_>, granted: &flow::Granted) -> Reply {
+    let id = granted.identity();
+    let groups = id.groups.join(",");
+    let token = granted.access_token().filter(|_| req.auth.pass_access_token);
+    for (name, value) in [
+        ("x-auth-request-user", Some(id.user())),
+        ("x-auth-request-email", id.email.as_deref()),
+        ("x-auth-request-preferred-username", id.preferred_username.as_deref()),
+        ("x-auth-request-groups", Some(groups.as_str()).filter(|g| !g.is_empty())),
+        ("x-auth-request-access-token", token),
+    ] {
+        if let Some(v) = value.filter(|v| !v.is_empty() && http::HeaderValue::from_str(v).is_ok()) {
+            reply = reply.header(name, v.to_owned());
+        }
+    }
+    reply
 }

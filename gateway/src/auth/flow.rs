@@ -127,12 +127,6 @@ fn too_many(req: &Request<'_>, limit: super::limits::Limit, retry_after: u64, js
     Reply::page(Page::TOO_MANY_REQUESTS, json).header("retry-after", retry_after.to_string())
 }
 
-/// A `Set-Cookie` value with the gateway's attributes.
-pub fn set_cookie(name: &str, value: &str, domain: Option<&str>, path: &str, max_age: u64) -> String {
-    let domain = domain.map(|d| format!("; Domain={d}")).unwrap_or_default();
-    format!("{name}={value}; Path={path}; Max-Age={max_age}; Secure; HttpOnly; SameSite=Lax{domain}")
-}
-
 /// Every value of cookie `name` in the request (a host-only and a domain cookie may both be sent).
 pub fn cookie_values<'s>(session: &'s HttpSession, name: &str) -> Vec<&'s str> {
     session
@@ -273,7 +267,7 @@ async fn decide_session(session: &HttpSession, req: &Request<'_>, json: bool) ->
                 Decided {
                     refused: Some(Granted::Session(s)),
                     ..Decided::new(
-                        Decision::Answer(Reply::page(Page::FORBIDDEN, json)),
+                        Decision::Answer(super::page::error(req.settings, Page::FORBIDDEN, json)),
                         Outcome::Forbidden,
                         rule::denied(why),
                     )
@@ -287,6 +281,11 @@ async fn decide_session(session: &HttpSession, req: &Request<'_>, json: bool) ->
         ),
         Ok(None) => {
             let rd = super::redirect::safe_redirect(req.return_to, req.host, None, false);
+            if !req.auth.spec.skip_provider_button {
+                // oauth2-proxy's answer without skip_provider_button: the sign-in page, 403.
+                let reply = super::page::sign_in(req, &rd, 403);
+                return Decided::new(Decision::Answer(reply), Outcome::Redirect, rule::NO_SESSION);
+            }
             let reply = super::login::start_login(session, req, &rd, false).await;
             // The provider being down is an outage, not a sign-in.
             if reply.status() == Page::IDP_UNAVAILABLE.status {
@@ -296,12 +295,12 @@ async fn decide_session(session: &HttpSession, req: &Request<'_>, json: bool) ->
             }
         }
         Err(page) if page == Page::STORE_UNAVAILABLE => Decided::new(
-            Decision::Answer(Reply::page(page, json)),
+            Decision::Answer(super::page::error(req.settings, page, json)),
             Outcome::StoreUnavailable,
             rule::STORE,
         ),
         Err(page) => Decided::new(
-            Decision::Answer(Reply::page(page, json)),
+            Decision::Answer(super::page::error(req.settings, page, json)),
             Outcome::IdpUnavailable,
             rule::PROVIDER,
         ),

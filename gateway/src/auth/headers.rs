@@ -196,6 +196,12 @@ pub struct Injection<'a> {
     pub access_token: Option<&'a str>,
     /// `Authorization: Bearer <id token>`, when `set_authorization_header`.
     pub id_token: Option<&'a str>,
+    /// `pass_user_headers`: the `X-Forwarded-User`, `-Email`, `-Groups` and
+    /// `-Preferred-Username` family.
+    pub user_headers: bool,
+    /// `prefer_email_to_user`: `X-Forwarded-User` carries the email (when there is one), and
+    /// `X-Forwarded-Email` is not sent, as in oauth2-proxy.
+    pub prefer_email: bool,
 }
 
 /// Sets the identity headers, oauth2-proxy's names. Values that are not valid header values
@@ -203,25 +209,42 @@ pub struct Injection<'a> {
 pub fn inject(req: &mut RequestHeader, what: &Injection<'_>) {
     let id = what.identity;
     let user = id.user();
+    let groups = (!id.groups.is_empty()).then(|| id.groups.join(","));
     let mut set = |name: &'static str, value: &str| {
         if !value.is_empty() {
             let _ = req.insert_header(name, value);
         }
     };
     set("x-auth-request-user", user);
-    set("x-forwarded-user", user);
     if let Some(email) = &id.email {
         set("x-auth-request-email", email);
-        set("x-forwarded-email", email);
     }
     if let Some(name) = &id.preferred_username {
         set("x-auth-request-preferred-username", name);
     }
-    if !id.groups.is_empty() {
-        set("x-auth-request-groups", &id.groups.join(","));
+    if let Some(groups) = &groups {
+        set("x-auth-request-groups", groups);
+    }
+    if what.user_headers {
+        match (&id.email, what.prefer_email) {
+            (Some(email), true) => set("x-forwarded-user", email),
+            (email, prefer) => {
+                set("x-forwarded-user", user);
+                if let (Some(email), false) = (email, prefer) {
+                    set("x-forwarded-email", email);
+                }
+            }
+        }
+        if let Some(groups) = &groups {
+            set("x-forwarded-groups", groups);
+        }
+        if let Some(name) = &id.preferred_username {
+            set("x-forwarded-preferred-username", name);
+        }
     }
     if let Some(token) = what.access_token {
         set("x-auth-request-access-token", token);
+        set("x-forwarded-access-token", token);
     }
     if let Some(token) = what.id_token {
         set("authorization", &format!("Bearer {token}"));
@@ -364,6 +387,8 @@ mod tests {
                 identity: &id,
                 access_token: Some("at"),
                 id_token: Some("idt"),
+                user_headers: true,
+                prefer_email: false,
             },
         );
         assert_eq!(req.headers["x-auth-request-user"], "alice-sub");
@@ -385,6 +410,8 @@ mod tests {
                 identity: &bad,
                 access_token: None,
                 id_token: None,
+                user_headers: true,
+                prefer_email: false,
             },
         );
         assert!(req.headers.get("x-auth-request-email").is_none());

@@ -11,7 +11,7 @@ use openidconnect::PkceCodeChallenge;
 use pingora::proxy::Session as HttpSession;
 use serde::{Deserialize, Serialize};
 
-use super::flow::{set_cookie, Request};
+use super::flow::Request;
 use super::AuthSettings;
 use crate::pages::{Page, Reply};
 use crate::session::now;
@@ -93,7 +93,7 @@ fn evict_pending(session: &HttpSession, req: &Request<'_>) -> Vec<String> {
     pending
         .iter()
         .take(excess)
-        .map(|(_, name)| set_cookie(name, "", None, LOGIN_COOKIE_PATH, 0))
+        .map(|(_, name)| req.settings.cookie.set_login_cookie(name, "", LOGIN_COOKIE_PATH, 0))
         .collect()
 }
 
@@ -135,7 +135,9 @@ pub async fn start_login(session: &HttpSession, req: &Request<'_>, rd: &str, jso
             }
             reply.header(
                 "set-cookie",
-                set_cookie(&name, &sealed, None, LOGIN_COOKIE_PATH, LOGIN_TTL),
+                req.settings
+                    .cookie
+                    .set_login_cookie(&name, &sealed, LOGIN_COOKIE_PATH, LOGIN_TTL),
             )
         }
         Err(e) => {

@@ -5,29 +5,35 @@
 //! the snapshot. [`flow`] decides, per request, whether to pass, answer, or start a login;
 //! [`endpoints`] serves `/oauth2/*`.
 
+mod app;
+pub mod emails_file;
 pub mod endpoints;
+pub mod extra_issuers;
 pub mod flow;
 pub mod headers;
 pub mod identity_jwt;
 pub mod limits;
 pub mod login;
 pub mod outcome;
+pub mod page;
 pub mod policy;
 pub mod provider;
 pub mod redirect;
 pub mod refresh;
 pub mod routes;
+pub mod whitelist;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::schema::{AuthSpec, CookieSection, ProviderSpec, RateLimitsSection};
+use crate::config::schema::{CookieSection, ProviderSpec, RateLimitsSection, SameSite};
+use crate::config::Fingerprint;
 use crate::session::seal::Keyring;
-use policy::{Policy, PolicySpec};
+use crate::templates::Templates;
+pub use app::{load_files, AppAuth, RouteClass};
 use provider::Provider;
-use routes::RouteRules;
 
 /// Cookie settings shared by every app.
 #[derive(Debug)]
@@ -42,6 +48,46 @@ pub struct CookieSettings {
     pub refresh: Duration,
     /// Seals cookies; the first key seals, all open.
     pub keyring: Keyring,
+    /// `SameSite` of session and login cookies.
+    pub samesite: SameSite,
+    /// `Secure` attribute.
+    pub secure: bool,
+}
+
+impl CookieSettings {
+    /// A session cookie's `Set-Cookie` value (`HttpOnly`, with the configured `Secure` and
+    /// `SameSite`).
+    pub fn set_cookie(&self, name: &str, value: &str, domain: Option<&str>, path: &str, max_age: u64) -> String {
+        self.with_samesite(self.samesite, name, value, domain, path, max_age)
+    }
+
+    /// A login cookie's `Set-Cookie` value: as [`Self::set_cookie`], except that `Strict`
+    /// becomes `Lax`: the provider's redirect back to the callback is a navigation from
+    /// another site, which never carries a `Strict` cookie, so no login could complete.
+    pub fn set_login_cookie(&self, name: &str, value: &str, path: &str, max_age: u64) -> String {
+        let samesite = match self.samesite {
+            SameSite::Strict => SameSite::Lax,
+            other => other,
+        };
+        self.with_samesite(samesite, name, value, None, path, max_age)
+    }
+
+    fn with_samesite(
+        &self,
+        samesite: SameSite,
+        name: &str,
+        value: &str,
+        domain: Option<&str>,
+        path: &str,
+        max_age: u64,
+    ) -> String {
+        let domain = domain.map(|d| format!("; Domain={d}")).unwrap_or_default();
+        let secure = if self.secure { "; Secure" } else { "" };
+        format!(
+            "{name}={value}; Path={path}; Max-Age={max_age}{secure}; HttpOnly{}{domain}",
+            samesite.attribute()
+        )
+    }
 }
 
 /// The gateway-wide authentication settings of a snapshot.
@@ -51,8 +97,8 @@ pub struct AuthSettings {
     pub cookie: CookieSettings,
     /// Providers by name.
     pub providers: HashMap<String, Arc<Provider>>,
-    /// A replacement sign-in page (`templates_dir/sign_in.html`).
-    pub sign_in_template: Option<String>,
+    /// Replacement pages (`templates_dir`: `sign_in.html`, `error.html`).
+    pub templates: Templates,
     /// Per-client-address limits (`rate_limits:`).
     pub rate_limits: RateLimitsSection,
 }
@@ -77,6 +123,7 @@ impl AuthSettings {
         templates_dir: Option<&Path>,
         base: &Path,
         previous: Option<&AuthSettings>,
+        fingerprint: &mut Fingerprint,
     ) -> Result<AuthSettings, Vec<(String, String)>> {
         let mut errors = limits::validate(rate_limits);
         let keyring =
@@ -109,6 +156,12 @@ impl AuthSettings {
                     format!("{d:?} is not a domain such as .example.com"),
                 ));
             }
+        }
+        if cookie.samesite == SameSite::None && !cookie.secure {
+            errors.push((
+                "cookie.samesite".to_owned(),
+                "\"none\" needs cookie.secure: true (browsers drop SameSite=None cookies without Secure)".to_owned(),
+            ));
         }
         if cookie.refresh.0 >= cookie.expire.0 {
             errors.push((
@@ -155,15 +208,11 @@ impl AuthSettings {
                 },
             }
         }
-        let mut sign_in_template = None;
+        let mut templates = Templates::default();
         if let Some(dir) = templates_dir {
-            let path = crate::config::resolve(base, &dir.join("sign_in.html"));
-            match std::fs::read_to_string(&path) {
-                Ok(t) => sign_in_template = Some(t),
-                Err(e) => errors.push((
-                    "templates_dir".to_owned(),
-                    format!("cannot read {}: {e}", path.display()),
-                )),
+            match Templates::load(base, dir, fingerprint) {
+                Ok(t) => templates = t,
+                Err(list) => errors.extend(list.into_iter().map(|m| ("templates_dir".to_owned(), m))),
             }
         }
         match (keyring, errors.is_empty()) {
@@ -174,9 +223,11 @@ impl AuthSettings {
                     expire: cookie.expire.0,
                     refresh: cookie.refresh.0,
                     keyring,
+                    samesite: cookie.samesite,
+                    secure: cookie.secure,
                 },
                 providers: built,
-                sign_in_template,
+                templates,
                 rate_limits: *rate_limits,
             }),
             _ => Err(errors),
@@ -184,153 +235,38 @@ impl AuthSettings {
     }
 }
 
-/// The `Domain` of an app's session cookie: the shared domain when the host is under it.
-fn cookie_domain_for(settings: &AuthSettings, host: &crate::routing::HostPattern) -> Option<String> {
-    settings.cookie.domain.clone().filter(|d| match host {
-        crate::routing::HostPattern::Exact(h) => h == d || h.ends_with(&format!(".{d}")),
-        crate::routing::HostPattern::Wildcard(s) => s == d || s.ends_with(&format!(".{d}")),
-    })
+/// True when cookie domain `d` (lower-case, no leading dot) covers every name of `host`.
+fn covers(d: &str, host: &crate::routing::HostPattern) -> bool {
+    let under = |h: &str| h == d || h.strip_suffix(d).is_some_and(|rest| rest.ends_with('.'));
+    match host {
+        crate::routing::HostPattern::Exact(h) => under(h),
+        crate::routing::HostPattern::Wildcard(s) => under(s),
+    }
 }
 
-/// What an app's path rules make of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteClass {
-    /// A `skip_auth_routes` match: proxied without authentication.
-    Public,
-    /// An `api_routes` match: authenticated, answered 401 JSON rather than redirected.
-    Api,
-    /// Everything else: authenticated, redirected to sign in.
-    Protected,
-}
-
-/// One app's compiled authentication policy.
-#[derive(Debug)]
-pub struct AppAuth {
-    /// The `auth` block it was compiled from (to reuse it when a reload leaves it unchanged).
-    pub spec: AuthSpec,
-    /// The provider users sign in with.
-    pub provider: Arc<Provider>,
-    /// Who may enter.
-    pub policy: Policy,
-    /// Routes served without authentication.
-    pub skip: RouteRules,
-    /// Routes answered with 401 JSON instead of a redirect.
-    pub api: RouteRules,
-    /// Accept provider-signed bearer JWTs.
-    pub skip_jwt_bearer_tokens: bool,
-    /// Send the access token upstream.
-    pub pass_access_token: bool,
-    /// Send `Authorization: Bearer <id token>` upstream.
-    pub set_authorization_header: bool,
-    /// The session cookie's name: `<cookie.name>_<provider>`.
-    pub cookie_name: String,
-    /// `Domain` of the session cookie: the shared domain when the app's host is under it.
-    pub cookie_domain: Option<String>,
-}
-
-impl AppAuth {
-    /// Classifies a request by its canonical `path`. `stripped` is the same path without
-    /// matrix parameters ([`Target::stripped_path`](crate::target::Target::stripped_path)):
-    /// when the two get different verdicts the answer is `None` and the request is refused,
-    /// since upstreams that cut parameters would route what the rules did not judge.
-    pub fn classify(&self, method: &http::Method, path: &str, stripped: Option<&str>) -> Option<RouteClass> {
-        let class = self.class_of(method, path);
-        match stripped {
-            Some(s) if self.class_of(method, s) != class => None,
-            _ => Some(class),
-        }
+/// The `Domain` of an app's session cookie: its own `auth.cookie_domain` (`""`: host-only),
+/// else the shared domain when the host is under it. Errors are for `auth.cookie_domain`.
+fn cookie_domain_for(
+    settings: &AuthSettings,
+    host: &crate::routing::HostPattern,
+    own: Option<&str>,
+) -> Result<Option<String>, String> {
+    let Some(own) = own else {
+        return Ok(settings.cookie.domain.clone().filter(|d| covers(d, host)));
+    };
+    if own.is_empty() {
+        return Ok(None);
     }
-
-    fn class_of(&self, method: &http::Method, path: &str) -> RouteClass {
-        if self.skip.matches(method, path) {
-            RouteClass::Public
-        } else if self.api.matches(method, path) {
-            RouteClass::Api
-        } else {
-            RouteClass::Protected
-        }
+    let d = own.trim_start_matches('.').to_ascii_lowercase();
+    if crate::routing::normalize_host(&d).is_err() || !d.contains('.') || d.starts_with("*.") {
+        return Err(format!(
+            "{own:?} is not a domain such as .example.com (or \"\" for host-only cookies)"
+        ));
     }
-
-    /// True when this compiled policy can serve `spec` for `host` under `settings` unchanged:
-    /// same block, same provider object, same cookie settings.
-    pub fn reusable_for(
-        &self,
-        spec: &AuthSpec,
-        settings: &AuthSettings,
-        cookie_domain_host: &crate::routing::HostPattern,
-    ) -> bool {
-        &self.spec == spec
-            && settings
-                .providers
-                .get(&spec.provider)
-                .is_some_and(|p| Arc::ptr_eq(p, &self.provider))
-            && self.cookie_name == format!("{}_{}", settings.cookie.name, self.provider.name)
-            && self.cookie_domain == cookie_domain_for(settings, cookie_domain_host)
+    if !covers(&d, host) {
+        return Err(format!(
+            "{own:?} does not cover the app's host: browsers would refuse the cookie; use a parent domain of the host, or \"\" for host-only"
+        ));
     }
-
-    /// Compiles an app's `auth` block. Errors are `(field, message)` relative to the app file.
-    pub fn build(
-        spec: &AuthSpec,
-        host: &crate::routing::HostPattern,
-        settings: Option<&AuthSettings>,
-    ) -> Result<AppAuth, Vec<(String, String)>> {
-        let mut errors = Vec::new();
-        let Some(settings) = settings else {
-            return Err(vec![(
-                "auth".to_owned(),
-                "the main file has no cookie section: add cookie: { secrets_env: ... }".to_owned(),
-            )]);
-        };
-        let provider = settings.providers.get(&spec.provider).cloned();
-        if provider.is_none() {
-            let known: Vec<&str> = settings.providers.keys().map(String::as_str).collect();
-            errors.push((
-                "auth.provider".to_owned(),
-                format!("unknown provider {:?}; the main file defines {known:?}", spec.provider),
-            ));
-        }
-        let policy = Policy::compile(&PolicySpec {
-            email_domains: &spec.email_domains,
-            allowed_emails: &spec.allowed_emails,
-            allowed_groups: &spec.allowed_groups,
-            github_orgs: &spec.github_org,
-            github_teams: &spec.github_team,
-        })
-        .map_err(|list| {
-            for (f, m) in list {
-                errors.push((format!("auth.{f}"), m));
-            }
-        })
-        .ok();
-        let skip = RouteRules::compile(&spec.skip_auth_routes)
-            .map_err(|(i, m)| errors.push((format!("auth.skip_auth_routes[{i}]"), m)))
-            .ok();
-        let api = RouteRules::compile(&spec.api_routes)
-            .map_err(|(i, m)| errors.push((format!("auth.api_routes[{i}]"), m)))
-            .ok();
-        if spec.skip_jwt_bearer_tokens && provider.as_ref().is_some_and(|p| !p.is_oidc()) {
-            errors.push((
-                "auth.skip_jwt_bearer_tokens".to_owned(),
-                "needs an OIDC provider (GitHub tokens are not JWTs)".to_owned(),
-            ));
-        }
-        let (Some(provider), Some(policy), Some(skip), Some(api), true) =
-            (provider, policy, skip, api, errors.is_empty())
-        else {
-            return Err(errors);
-        };
-        let cookie_domain = cookie_domain_for(settings, host);
-        Ok(AppAuth {
-            spec: spec.clone(),
-            cookie_name: format!("{}_{}", settings.cookie.name, provider.name),
-            provider,
-            policy,
-            skip,
-            api,
-            skip_jwt_bearer_tokens: spec.skip_jwt_bearer_tokens,
-            pass_access_token: spec.pass_access_token,
-            set_authorization_header: spec.set_authorization_header,
-            cookie_domain,
-        })
-    }
+    Ok(Some(d))
 }

@@ -133,6 +133,9 @@ pub struct PolicySpec<'a> {
     pub email_domains: &'a [String],
     /// Email addresses admitted whatever their domain.
     pub allowed_emails: &'a [String],
+    /// The addresses of `authenticated_emails_file` (already validated), when one is set: an
+    /// email rule exists even when the file is empty.
+    pub emails_file: Option<&'a [Email]>,
     /// Group ids admitted (exact match).
     pub allowed_groups: &'a [String],
     /// GitHub organisations admitted.
@@ -227,10 +230,13 @@ impl Policy {
     pub fn compile(spec: &PolicySpec) -> Result<Policy, Vec<(String, String)>> {
         let mut errors: Vec<(String, String)> = Vec::new();
 
-        let email = if spec.email_domains.is_empty() && spec.allowed_emails.is_empty() {
+        let email = if spec.email_domains.is_empty() && spec.allowed_emails.is_empty() && spec.emails_file.is_none() {
             None
         } else {
             let mut rule = EmailRule::default();
+            for e in spec.emails_file.unwrap_or_default() {
+                rule.emails.insert(e.as_str().to_ascii_lowercase());
+            }
             for (i, entry) in spec.email_domains.iter().enumerate() {
                 let field = format!("email_domains[{i}]");
                 if entry == "*" {
@@ -538,6 +544,7 @@ mod tests {
             PolicySpec {
                 email_domains: &self.email_domains,
                 allowed_emails: &self.allowed_emails,
+                emails_file: None,
                 allowed_groups: &self.allowed_groups,
                 github_orgs: &self.github_orgs,
                 github_teams: &self.github_teams,

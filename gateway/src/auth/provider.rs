@@ -64,6 +64,8 @@ struct Discovered {
 
 struct Oidc {
     issuer: String,
+    /// The audience ID tokens must name, when not the provider's client id (an extra issuer).
+    audience: Option<String>,
     allowed_algorithms: Vec<CoreJwsSigningAlgorithm>,
     scopes: Vec<String>,
     end_session: bool,
@@ -100,6 +102,10 @@ pub struct Provider {
     client_secret: String,
     http: reqwest::Client,
     kind: Kind,
+    /// Verifiers of `extra_jwt_issuers` (OIDC providers only).
+    extra_issuers: Vec<Oidc>,
+    /// The name shown on the sign-in page.
+    pub display_name: String,
     bearer_cache: BearerCache,
 }
 
@@ -145,6 +151,14 @@ impl Provider {
         let http = http
             .build()
             .map_err(|e| ("type".to_owned(), format!("cannot build the HTTP client: {e}")))?;
+        let (extra, display) = match spec {
+            ProviderSpec::Oidc(o) | ProviderSpec::Google(o) | ProviderSpec::Entra(o) => {
+                (extra_issuers(o)?, o.display_name.as_deref())
+            }
+            ProviderSpec::Github(g) => (Vec::new(), g.display_name.as_deref()),
+        };
+        let display_name =
+            super::extra_issuers::display_name(name, display).map_err(|m| ("display_name".to_owned(), m))?;
         let kind = match spec {
             ProviderSpec::Oidc(o) => Kind::Oidc(oidc(o, None)?),
             ProviderSpec::Google(o) => Kind::Oidc(oidc(o, Some("https://accounts.google.com"))?),
@@ -158,6 +172,8 @@ impl Provider {
             client_secret: secret,
             http,
             kind,
+            extra_issuers: extra,
+            display_name,
             bearer_cache: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(300))
@@ -219,7 +235,7 @@ impl Provider {
         };
         let client = CoreClient::from_provider_metadata(
             metadata.clone(),
-            ClientId::new(self.client_id.clone()),
+            ClientId::new(o.audience.clone().unwrap_or_else(|| self.client_id.clone())),
             Some(ClientSecret::new(self.client_secret.clone())),
         );
         let d = Arc::new(Discovered { metadata, client });
@@ -339,7 +355,7 @@ impl Provider {
     }
 
     /// Verifies a bearer JWT sent by an API client: an ID token of this provider issued to
-    /// this gateway's client id.
+    /// this gateway's client id, or of an `extra_jwt_issuers` issuer for its audience.
     pub async fn verify_bearer(&self, jwt: &str) -> Result<Arc<Identity>, ProviderError> {
         let Kind::Oidc(o) = &self.kind else {
             return Err(ProviderError::Refused(
@@ -356,10 +372,40 @@ impl Provider {
         let token: CoreIdToken = jwt
             .parse()
             .map_err(|e| ProviderError::Refused(format!("not a JWT: {e}")))?;
-        let (identity, exp) = self.verify_id_token(o, &token, None).await?;
+        let (identity, exp) = self.verify_any_issuer(o, jwt, &token).await?;
         let identity = Arc::new(identity);
         self.bearer_cache.insert(key, (identity.clone(), exp));
         Ok(identity)
+    }
+
+    /// Verifies a bearer ID token with the verifiers whose issuer its (unverified) `iss`
+    /// names: the provider's own and those of `extra_jwt_issuers` (several may share an
+    /// issuer with different audiences). Each verifier checks the issuer again.
+    async fn verify_any_issuer(
+        &self,
+        own: &Oidc,
+        jwt: &str,
+        token: &CoreIdToken,
+    ) -> Result<(Identity, u64), ProviderError> {
+        let issuer = super::extra_issuers::unverified_issuer(jwt);
+        let named = |x: &&Oidc| {
+            issuer
+                .as_deref()
+                .is_some_and(|i| super::extra_issuers::same_issuer(i, &x.issuer))
+        };
+        let mut candidates: Vec<&Oidc> = std::iter::once(own).chain(&self.extra_issuers).filter(named).collect();
+        if candidates.is_empty() {
+            candidates.push(own);
+        }
+        let mut refused = None;
+        for verifier in candidates {
+            match self.verify_id_token(verifier, token, None).await {
+                Ok(found) => return Ok(found),
+                Err(e @ ProviderError::Unavailable(_)) => return Err(e),
+                Err(e) => refused = Some(e),
+            }
+        }
+        Err(refused.unwrap_or_else(|| ProviderError::Refused("no verifier for this issuer".into())))
     }
 
     /// Refreshes a session's tokens (OIDC) or re-reads the user (GitHub).
@@ -566,7 +612,29 @@ fn oidc(o: &OidcSpec, default_issuer: Option<&str>) -> Result<Oidc, (String, Str
         groups_claim: o.groups_claim.clone(),
         discovered: ArcSwapOption::empty(),
         discovering: tokio::sync::Mutex::new(None),
+        audience: None,
     })
+}
+
+/// The verifiers of `extra_jwt_issuers` (`issuer=audience`), sharing the provider's algorithms
+/// and groups claim.
+fn extra_issuers(o: &OidcSpec) -> Result<Vec<Oidc>, (String, String)> {
+    let mut out = Vec::new();
+    for (i, entry) in o.extra_jwt_issuers.iter().enumerate() {
+        let (issuer, audience) =
+            super::extra_issuers::parse(entry).map_err(|m| (format!("extra_jwt_issuers[{i}]"), m))?;
+        out.push(Oidc {
+            issuer,
+            audience: Some(audience),
+            allowed_algorithms: allowed_algorithms(&o.allowed_algorithms)?,
+            scopes: Vec::new(),
+            end_session: false,
+            groups_claim: o.groups_claim.clone(),
+            discovered: ArcSwapOption::empty(),
+            discovering: tokio::sync::Mutex::new(None),
+        });
+    }
+    Ok(out)
 }
 
 /// The configured `allowed_algorithms`: asymmetric JWS algorithms only, at least one.

@@ -32,6 +32,8 @@
 //! top-level domain (multi-label public suffixes such as `co.uk` are the configuration's job). The
 //! accepted value is returned exactly as given (not re-encoded or lower-cased).
 
+use super::whitelist::AllowedDomain;
+
 /// Longest `rd` value accepted, in bytes; longer values give `/`.
 pub const MAX_REDIRECT_LEN: usize = 4096;
 
@@ -45,14 +47,26 @@ pub const MAX_REDIRECT_LEN: usize = 4096;
 /// (`@`) is forbidden, a port is allowed, hosts compare case-insensitively after removing one
 /// trailing dot, and non-ASCII hosts are refused. See the [module documentation](self).
 pub fn safe_redirect(rd: &str, app_host: &str, cookie_domain: Option<&str>, allow_http: bool) -> String {
-    if is_safe(rd, app_host, cookie_domain, allow_http) {
+    safe_redirect_within(rd, app_host, cookie_domain, &[], allow_http)
+}
+
+/// [`safe_redirect`], also allowing absolute URLs whose host and port one of `allowed`
+/// (`whitelist_domains`, see [`super::whitelist`]) admits.
+pub fn safe_redirect_within(
+    rd: &str,
+    app_host: &str,
+    cookie_domain: Option<&str>,
+    allowed: &[AllowedDomain],
+    allow_http: bool,
+) -> String {
+    if is_safe(rd, app_host, cookie_domain, allowed, allow_http) {
         rd.to_owned()
     } else {
         "/".to_owned()
     }
 }
 
-fn is_safe(rd: &str, app_host: &str, cookie_domain: Option<&str>, allow_http: bool) -> bool {
+fn is_safe(rd: &str, app_host: &str, cookie_domain: Option<&str>, allowed: &[AllowedDomain], allow_http: bool) -> bool {
     if rd.is_empty() || rd.len() > MAX_REDIRECT_LEN {
         return false;
     }
@@ -63,7 +77,7 @@ fn is_safe(rd: &str, app_host: &str, cookie_domain: Option<&str>, allow_http: bo
     if rd.starts_with('/') {
         is_safe_relative(rd)
     } else {
-        is_safe_absolute(rd, app_host, cookie_domain, allow_http)
+        is_safe_absolute(rd, app_host, cookie_domain, allowed, allow_http)
     }
 }
 
@@ -81,7 +95,13 @@ fn is_safe_relative(rd: &str) -> bool {
 }
 
 /// `rd` is printable ASCII without backslashes and does not start with `/`.
-fn is_safe_absolute(rd: &str, app_host: &str, cookie_domain: Option<&str>, allow_http: bool) -> bool {
+fn is_safe_absolute(
+    rd: &str,
+    app_host: &str,
+    cookie_domain: Option<&str>,
+    allowed: &[AllowedDomain],
+    allow_http: bool,
+) -> bool {
     let rest = match strip_prefix_ignore_case(rd, "https://") {
         Some(rest) => rest,
         None => match strip_prefix_ignore_case(rd, "http://") {
@@ -97,20 +117,20 @@ fn is_safe_absolute(rd: &str, app_host: &str, cookie_domain: Option<&str>, allow
     if authority.contains(['@', '%', '[', ']']) {
         return false;
     }
-    let host = match authority.rsplit_once(':') {
+    let (host, port) = match authority.rsplit_once(':') {
         Some((host, port)) => {
             if !valid_port(port) {
                 return false;
             }
-            host
+            (host, port.parse::<u16>().ok())
         }
-        None => authority,
+        None => (authority, None),
     };
     let host = host.strip_suffix('.').unwrap_or(host);
     if !valid_host(host) {
         return false;
     }
-    host_allowed(host, app_host, cookie_domain)
+    host_allowed(host, app_host, cookie_domain) || allowed.iter().any(|d| d.allows(host, port))
 }
 
 /// `host` (already validated, trailing dot removed) is the app's host or within the cookie

@@ -4,6 +4,7 @@
 //! Loading only parses; [`crate::state::Snapshot::build`] checks meaning (hosts, addresses,
 //! certificates) and compiles. `authgate check` runs both and prints every error at once.
 
+pub mod auth_schema;
 pub mod schema;
 pub mod traces;
 pub mod watch;

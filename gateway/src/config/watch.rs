@@ -47,7 +47,8 @@ pub enum ReloadOutcome {
 pub struct WatchSet {
     /// Directories watched (non-recursively).
     pub dirs: BTreeSet<PathBuf>,
-    /// Files whose change matters: the main file, certificates, keys, CA files.
+    /// Files whose change matters: the main file, certificates, keys, CA files, page
+    /// templates and `authenticated_emails_file`s.
     pub files: HashSet<PathBuf>,
     /// Any `*.yaml` / `*.yml` here matters.
     pub apps_dir: PathBuf,
@@ -74,9 +75,23 @@ pub fn watch_set(config: &Config) -> WatchSet {
         files.insert(resolve(&main_base, &c.cert_file));
         files.insert(resolve(&main_base, &c.key_file));
     }
+    if let Some(dir) = &config.gateway.templates_dir {
+        let dir = resolve(&main_base, dir);
+        files.extend(crate::templates::FILES.iter().map(|f| dir.join(f)));
+    }
     for app in &config.apps {
         if let Some(ca) = app.spec.upstream_tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
             files.insert(resolve(&base_dir(&app.file), ca));
+        }
+        let route_auths = app
+            .spec
+            .routes
+            .iter()
+            .filter_map(|r| r.auth.as_ref().and_then(Option::as_ref));
+        for auth in app.spec.auth.iter().chain(route_auths) {
+            if let Some(emails) = &auth.authenticated_emails_file {
+                files.insert(resolve(&base_dir(&app.file), emails));
+            }
         }
     }
     let mut dirs: BTreeSet<PathBuf> = files.iter().map(|f| base_dir(f)).collect();

@@ -270,7 +270,7 @@ impl<'a> Tenants<'a> {
         };
         let pool = self.pool_for(&file, "", &app_pool, context, fingerprint)?;
         let prev_auth = prev.filter(|p| p.host == host).and_then(|p| p.default.auth.as_ref());
-        let auth = compile_auth(&file, "", spec.auth.as_ref(), prev_auth, &host, context)?;
+        let auth = compile_auth(&file, "", spec.auth.as_ref(), prev_auth, &host, context, fingerprint)?;
         let default = Route {
             pool,
             timeouts: spec.timeouts,
@@ -336,7 +336,7 @@ impl<'a> Tenants<'a> {
                         .filter(|p| p.host == *host)
                         .and_then(|p| p.routes.iter().find(|(prefix, _)| *prefix == r.path_prefix))
                         .and_then(|(_, route)| route.auth.as_ref());
-                    compile_auth(file, &field, Some(a), prev_auth, host, context)
+                    compile_auth(file, &field, Some(a), prev_auth, host, context, fingerprint)
                 }
             };
             match (pool, auth) {
@@ -509,14 +509,19 @@ fn compile_auth(
     prev: Option<&Arc<AppAuth>>,
     host: &HostPattern,
     context: &AppContext<'_>,
+    fingerprint: &mut crate::config::Fingerprint,
 ) -> Result<Option<Arc<AppAuth>>, Vec<ConfigError>> {
     let Some(spec) = spec else { return Ok(None) };
+    // Files the block names (`authenticated_emails_file`) are read on every build: their
+    // content decides reuse, and their bytes the fingerprint.
+    let emails =
+        crate::auth::load_files(spec, &base_dir(file), fingerprint).map_err(|list| field_errors(file, field, list))?;
     if let (Some(prev), Some(settings)) = (prev, context.auth) {
-        if prev.reusable_for(spec, settings, host) {
+        if prev.reusable_for(spec, settings, host, &emails) {
             return Ok(Some(prev.clone()));
         }
     }
-    AppAuth::build(spec, host, context.auth)
+    AppAuth::build(spec, host, context.auth, emails)
         .map(|a| Some(Arc::new(a)))
         .map_err(|list| field_errors(file, field, list))
 }
@@ -557,6 +562,7 @@ fn build_auth(
         gateway.templates_dir.as_deref(),
         &base,
         prev,
+        fingerprint,
     ) {
         Ok(a) => Some(Arc::new(a)),
         Err(list) => {

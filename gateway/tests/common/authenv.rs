@@ -9,6 +9,8 @@ use super::*;
 
 pub const COOKIE_SECRET: &str = "AUTHGATE_TEST_COOKIE_SECRETS";
 pub const CLIENT_SECRET: &str = "corp-test-secret";
+/// A host outside `cookie.domain` whose callback the provider accepts.
+pub const OTHER_HOST: &str = "app.other.test";
 
 pub fn cookie_key() -> String {
     base64::engine::general_purpose::STANDARD.encode([7u8; 32])
@@ -63,10 +65,12 @@ impl AuthEnv {
         let b_ports = ConfigDir::new();
         let mut origins: Vec<String> = hosts.iter().map(|h| Self::origin(&config, h)).collect();
         origins.extend(hosts.iter().map(|h| Self::origin(&b_ports, h)));
+        // An app outside the cookie domain (per-app cookie domain tests).
+        origins.push(Self::origin(&config, OTHER_HOST));
         let idp = Idp::start(&ca, "gateway", CLIENT_SECRET, &origins, ttl);
         let extra = extra(&ca, &config);
         std::fs::write(config.path().join("ca.pem"), ca.cert_pem()).unwrap();
-        let (crt, key) = ca.write_leaf(config.path(), "wildcard", &["*.example.com"]);
+        let (crt, key) = ca.write_leaf(config.path(), "wildcard", &["*.example.com", "*.other.test"]);
         config.write_main(
             &[(&crt, &key)],
             &format!(
