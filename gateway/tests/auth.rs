@@ -190,16 +190,15 @@ async fn signed_out_requests_get_302_401_or_pass_by_route() {
             .status(),
         401
     );
-    // The sign-in page offers the provider.
-    let page = b
+    // With skip_provider_button (the default), /oauth2/sign_in goes straight to the provider
+    // (the page itself: tests/auth_options.rs).
+    let r = b
         .get(env.url("app1.example.com", "/oauth2/sign_in?rd=/x"))
         .send()
         .await
-        .unwrap()
-        .text()
-        .await
         .unwrap();
-    assert!(page.contains("Sign in with corp") && page.contains("/oauth2/start?rd=%2Fx"));
+    assert_eq!(r.status(), 302);
+    assert!(r.headers()["location"].to_str().unwrap().starts_with(&env.idp.issuer));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -589,38 +588,7 @@ async fn second_provider_token(env: &AuthEnv, origin: &str) -> String {
         &[origin.to_owned()],
         serde_json::json!({}),
     );
-    // Code flow by hand against the provider: authorize, log in, take the code to the token endpoint.
-    let b = browser(&env.ca, env.gw.https, &[]);
-    let verifier = "a-verifier-that-is-long-enough-for-pkce-0123456789abcdefghij";
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(openssl::sha::sha256(verifier.as_bytes()));
-    let redirect = format!("{origin}/oauth2/callback");
-    let authorize = format!(
-        "{}/auth?client_id=other&response_type=code&scope=openid%20email&redirect_uri={}&state=s&nonce=n&code_challenge={challenge}&code_challenge_method=S256",
-        idp.issuer,
-        url::form_urlencoded::byte_serialize(redirect.as_bytes()).collect::<String>()
-    );
-    let stop = redirect.clone();
-    let landing = walk_until(&b, &authorize, "alice", "alice-pw", move |u| {
-        u.as_str().starts_with(&stop)
-    })
-    .await;
-    let code = landing.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
-    let tokens: serde_json::Value = b
-        .post(format!("{}/token", idp.issuer))
-        .basic_auth("other", Some("other-secret"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", redirect.as_str()),
-            ("code_verifier", verifier),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    tokens["id_token"].as_str().unwrap().to_owned()
+    id_token_from(&idp, &env.ca, env.gw.https, origin, "other", "other-secret").await
 }
 
 #[tokio::test(flavor = "multi_thread")]

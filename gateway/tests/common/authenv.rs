@@ -4,7 +4,7 @@
 
 use base64::Engine;
 
-use super::idp::{browse, browser, Browser, Idp};
+use super::idp::{browse, browser, walk_until, Browser, Idp};
 use super::*;
 
 pub const COOKIE_SECRET: &str = "AUTHGATE_TEST_COOKIE_SECRETS";
@@ -190,4 +190,47 @@ impl AuthEnv {
 
 pub fn header<'a>(echo: &'a serde_json::Value, name: &str) -> Option<&'a str> {
     echo["headers"][name][0].as_str()
+}
+
+/// An ID token `idp` issues to `client_id` for alice, by the code flow driven by hand
+/// (authorize, log in, take the code to the token endpoint); `origin` is a registered origin.
+pub async fn id_token_from(
+    idp: &Idp,
+    ca: &TestCa,
+    gateway: std::net::SocketAddr,
+    origin: &str,
+    client_id: &str,
+    secret: &str,
+) -> String {
+    let b = browser(ca, gateway, &[]);
+    let verifier = "a-verifier-that-is-long-enough-for-pkce-0123456789abcdefghij";
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(openssl::sha::sha256(verifier.as_bytes()));
+    let redirect = format!("{origin}/oauth2/callback");
+    let authorize = format!(
+        "{}/auth?client_id={client_id}&response_type=code&scope=openid%20email&redirect_uri={}&state=s&nonce=n&code_challenge={challenge}&code_challenge_method=S256",
+        idp.issuer,
+        url::form_urlencoded::byte_serialize(redirect.as_bytes()).collect::<String>()
+    );
+    let stop = redirect.clone();
+    let landing = walk_until(&b, &authorize, "alice", "alice-pw", move |u| {
+        u.as_str().starts_with(&stop)
+    })
+    .await;
+    let code = landing.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let tokens: serde_json::Value = b
+        .post(format!("{}/token", idp.issuer))
+        .basic_auth(client_id, Some(secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect.as_str()),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    tokens["id_token"].as_str().unwrap().to_owned()
 }
