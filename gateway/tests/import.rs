@@ -191,7 +191,7 @@ fn fleet_of_sidecars_matches_the_golden_output_and_passes_check() {
         // not carried over, by name
         "| Deployment shop/shop container oauth2-proxy | `upstreams` | path route /api/ → 127.0.0.1:9000 is inside the pod: give that port a Service",
         "| `reverse_proxy` | true | not needed | server.trusted_proxies |",
-        "| StatefulSet monitoring/grafana container oauth2-proxy | `whitelist_domains` | pending:",
+        "| `whitelist_domains` | .example.com | mapped",
         // every option listed
         "| `cookie_samesite` | lax |",
         "| `config` | /etc/oauth2-proxy/oauth2-proxy.cfg | not needed |",
@@ -235,8 +235,8 @@ fn oauth2_proxy_examples_import_and_pass_check() {
             "keycloak",
             &["upstream/keycloak.cfg"],
             &[
-                "`provider_display_name` | pending",
-                "`cookie_secure` | cookies are always Secure",
+                "| `provider_display_name` | Keycloak | mapped",
+                "| `cookie_secure` | false | mapped",
             ],
         ),
         (

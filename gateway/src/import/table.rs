@@ -25,8 +25,6 @@ pub(crate) enum Status {
     Mapped,
     /// Nothing to carry over: the gateway's own listener, logging or behaviour covers it.
     NotNeeded,
-    /// Planned in authgate (issue 10 §2); reported until then.
-    Pending,
     /// No equivalent; reported with the nearest one.
     Unsupported,
 }
@@ -37,7 +35,6 @@ impl Status {
         match self {
             Status::Mapped => "mapped",
             Status::NotNeeded => "not needed",
-            Status::Pending => "pending",
             Status::Unsupported => "unsupported",
         }
     }
@@ -79,7 +76,7 @@ const fn e(
 }
 
 use Kind::{Bool as B, List as L, Secret as S, Str as T};
-use Status::{Mapped as M, NotNeeded as N, Pending as P, Unsupported as U};
+use Status::{Mapped as M, NotNeeded as N, Unsupported as U};
 
 /// Every option, in the order of oauth2-proxy's reference (one row per line).
 #[rustfmt::skip]
@@ -107,7 +104,7 @@ pub(crate) const TABLE: &[Entry] = &[
     e("auth-request-response-mode", "auth-request-response-mode", T, U, "none", "authgate uses the default (query) response mode."),
     e("oidc-audience-claim", "oidc_audience_claims", L, U, "none", "The audience is always the `aud` claim."),
     e("oidc-email-claim", "oidc_email_claim", T, U, "none", "The email is always the `email` claim (with `email_verified`)."),
-    e("oidc-extra-audience", "oidc_extra_audiences", L, P, "extra_jwt_issuers (planned)", "Bearer tokens for other audiences: planned with extra_jwt_issuers."),
+    e("oidc-extra-audience", "oidc_extra_audiences", L, U, "providers.<p>.extra_jwt_issuers", "Write `<issuer>=<audience>` entries in extra_jwt_issuers for each extra audience."),
     e("oidc-groups-claim", "oidc_groups_claim", T, M, "providers.<p>.groups_claim", ""),
     e("oidc-issuer-url", "oidc_issuer_url", T, M, "providers.<p>.issuer_url", ""),
     e("oidc-jwks-url", "oidc_jwks_url", T, U, "providers.<p>.issuer_url", "Keys come from discovery."),
@@ -116,7 +113,7 @@ pub(crate) const TABLE: &[Entry] = &[
     e("profile-url", "profile_url", T, U, "none", "Claims come from the ID token (GitHub: its API)."),
     e("prompt", "prompt", T, U, "none", "authgate sends no prompt parameter."),
     e("provider-ca-file", "provider_ca_files", L, M, "providers.<p>.ca_file", "One file: concatenate several into one PEM bundle."),
-    e("provider-display-name", "provider_display_name", T, P, "display_name (planned)", "The sign-in page shows the provider's key until display_name lands."),
+    e("provider-display-name", "provider_display_name", T, M, "providers.<p>.display_name", ""),
     e("provider", "provider", T, M, "providers.<p>.type", "`oidc`, `keycloak-oidc` → oidc; `google`; `entra-id`, `azure` → entra; `github`. Others are reported."),
     e("pubjwk-url", "pubjwk_url", T, U, "none", "login.gov is not supported."),
     e("redeem-url", "redeem_url", T, M, "providers.<p>.login_url (github)", "GitHub Enterprise only; OIDC providers use discovery (unsupported there)."),
@@ -152,28 +149,28 @@ pub(crate) const TABLE: &[Entry] = &[
     e("cookie-csrf-expire", "cookie_csrf_expire", T, N, "(10 minutes)", "Login cookies live 10 minutes."),
     e("cookie-csrf-per-request", "cookie_csrf_per_request", B, N, "(always per login)", "Every login has its own cookie."),
     e("cookie-csrf-per-request-limit", "cookie_csrf_per_request_limit", T, N, "none", ""),
-    e("cookie-csrf-samesite", "cookie_csrf_samesite", T, N, "none", "Login cookies are SameSite=Lax."),
+    e("cookie-csrf-samesite", "cookie_csrf_samesite", T, N, "cookie.samesite", "Login cookies follow cookie.samesite (`strict` becomes `Lax` for them)."),
     e("cookie-domain", "cookie_domains", L, M, "cookie.domain", "One domain for the gateway: the first of the list; different domains across sidecars are reported."),
     e("cookie-expire", "cookie_expire", T, M, "cookie.expire", ""),
     e("cookie-httponly", "cookie_httponly", B, M, "(always HttpOnly)", "`false` is reported."),
     e("cookie-name", "cookie_name", T, M, "cookie.name", "authgate appends `_<provider>`."),
     e("cookie-path", "cookie_path", T, M, "(always /)", "Another path is reported."),
     e("cookie-refresh", "cookie_refresh", T, M, "cookie.refresh", "`0` (off) keeps authgate's default 1h."),
-    e("cookie-samesite", "cookie_samesite", T, P, "cookie.samesite (planned)", "Cookies are SameSite=Lax; `lax` or empty needs nothing."),
+    e("cookie-samesite", "cookie_samesite", T, M, "cookie.samesite", "`strict` keeps login cookies `Lax` (the provider's redirect back is cross-site); `none` needs `secure`."),
     e("cookie-secret", "cookie_secret", S, M, "cookie.secrets_env", "authgate cannot read oauth2-proxy cookies: everyone signs in once after the move."),
     e("cookie-secret-file", "cookie_secret_file", T, M, "cookie.secrets_env", "authgate cannot read oauth2-proxy cookies: everyone signs in once after the move."),
-    e("cookie-secure", "cookie_secure", B, M, "(always Secure)", "`false` is reported (planned: cookie.secure)."),
+    e("cookie-secure", "cookie_secure", B, M, "cookie.secure", ""),
     // Header options.
     e("basic-auth-password", "basic_auth_password", S, U, "X-Forwarded-User", "No Basic auth upstream; read the identity headers."),
-    e("set-xauthrequest", "set_xauthrequest", B, M, "(always)", "X-Auth-Request-* are always sent upstream and on /oauth2/auth."),
+    e("set-xauthrequest", "set_xauthrequest", B, M, "auth.set_xauthrequest", "authgate's default is `true`: /oauth2/auth answers with X-Auth-Request-* unless `false`; they also always go upstream."),
     e("set-authorization-header", "set_authorization_header", B, M, "auth.set_authorization_header", ""),
     e("set-basic-auth", "set_basic_auth", B, U, "X-Forwarded-User", "No Basic auth upstream; read the identity headers."),
     e("skip-auth-strip-headers", "skip_auth_strip_headers", B, M, "(always)", "Identity headers are always stripped from clients; `false` is reported."),
     e("pass-access-token", "pass_access_token", B, M, "auth.pass_access_token", ""),
     e("pass-authorization-header", "pass_authorization_header", B, M, "auth.set_authorization_header", ""),
     e("pass-basic-auth", "pass_basic_auth", B, U, "X-Forwarded-User", "No Basic auth upstream; `false` needs nothing, `true` (the default) is reported only when set."),
-    e("prefer-email-to-user", "prefer_email_to_user", B, P, "prefer_email_to_user (planned)", ""),
-    e("pass-user-headers", "pass_user_headers", B, M, "(always)", "X-Forwarded-User/Email are always sent; `false` is reported (planned: pass_user_headers)."),
+    e("prefer-email-to-user", "prefer_email_to_user", B, M, "auth.prefer_email_to_user", ""),
+    e("pass-user-headers", "pass_user_headers", B, M, "auth.pass_user_headers", ""),
     // Logging options.
     e("auth-logging-format", "auth_logging_format", T, N, "--log-format", "authgate logs text or JSON."),
     e("auth-logging", "auth_logging", B, N, "--log-format", ""),
@@ -194,7 +191,7 @@ pub(crate) const TABLE: &[Entry] = &[
     // Page templates.
     e("banner", "banner", T, U, "templates_dir", "Put the text into a sign_in.html."),
     e("custom-sign-in-logo", "custom_sign_in_logo", T, U, "templates_dir", "Put the logo into a sign_in.html."),
-    e("custom-templates-dir", "custom_templates_dir", T, U, "templates_dir", "Only sign_in.html, with `{{provider}}` and `{{start_url}}`; rewrite the template."),
+    e("custom-templates-dir", "custom_templates_dir", T, U, "templates_dir", "authgate reads sign_in.html and error.html with `{{placeholder}}` syntax, not Go templates: rewrite them."),
     e("display-htpasswd-form", "display_htpasswd_form", B, N, "none", "No local users."),
     e("footer", "footer", T, U, "templates_dir", "Put the text into a sign_in.html."),
     e("show-debug-on-error", "show_debug_on_error", B, U, "logs", "Details are in the logs, not on the page."),
@@ -206,11 +203,11 @@ pub(crate) const TABLE: &[Entry] = &[
     // Proxy options.
     e("allow-query-semicolons", "allow_query_semicolons", B, N, "none", "The query string is passed through untouched."),
     e("api-route", "api_routes", L, M, "auth.api_routes", ""),
-    e("authenticated-emails-file", "authenticated_emails_file", T, M, "auth.allowed_emails", "Read at import when the file is given; hot reload of the file is planned."),
+    e("authenticated-emails-file", "authenticated_emails_file", T, M, "auth.allowed_emails", "Read at import and copied (the sidecar's path is not the gateway's); to keep a watched file, set auth.authenticated_emails_file."),
     e("bearer-token-login-fallback", "bearer_token_login_fallback", B, N, "none", "An invalid bearer token gets 401."),
     e("email-domain", "email_domains", L, M, "auth.email_domains", "`.example.com` becomes `*.example.com`."),
     e("encode-state", "encode_state", B, N, "none", ""),
-    e("extra-jwt-issuers", "extra_jwt_issuers", L, P, "extra_jwt_issuers (planned)", "Only the provider's own ID tokens are accepted as bearer tokens."),
+    e("extra-jwt-issuers", "extra_jwt_issuers", L, M, "providers.<p>.extra_jwt_issuers", "Used by apps with skip_jwt_bearer_tokens; OIDC providers only."),
     e("force-https", "force_https", B, M, "listen.http", "The HTTP listener redirects to HTTPS."),
     e("force-json-errors", "force_json_errors", B, U, "auth.api_routes", "Mark the paths as API routes."),
     e("htpasswd-file", "htpasswd_file", T, U, "none", "No local users: move them to the identity provider."),
@@ -226,10 +223,10 @@ pub(crate) const TABLE: &[Entry] = &[
     e("skip-auth-regex", "skip_auth_regex", L, M, "auth.skip_auth_routes", ""),
     e("skip-auth-route", "skip_auth_routes", L, M, "auth.skip_auth_routes", "Same `METHOD=regex` syntax, matched on the normalised path."),
     e("skip-jwt-bearer-tokens", "skip_jwt_bearer_tokens", B, M, "auth.skip_jwt_bearer_tokens", "OIDC providers only."),
-    e("skip-provider-button", "skip_provider_button", B, M, "(default)", "authgate sends browsers straight to the provider; the button page stays at /oauth2/sign_in."),
+    e("skip-provider-button", "skip_provider_button", B, M, "auth.skip_provider_button", "authgate's default is `true` (straight to the provider); `false` is written out."),
     e("ssl-insecure-skip-verify", "ssl_insecure_skip_verify", B, U, "providers.<p>.ca_file", "Provider certificates are always verified."),
     e("trusted-ip", "trusted_ips", L, U, "auth.skip_auth_routes", "No IP allow-list."),
-    e("whitelist-domain", "whitelist_domains", L, P, "whitelist_domains (planned)", "Until then `rd` may go to the app's host and hosts under cookie.domain."),
+    e("whitelist-domain", "whitelist_domains", L, M, "auth.whitelist_domains", ""),
     // Server options.
     e("http-address", "http_address", T, N, "listen.http", "The gateway's listener replaces every sidecar's."),
     e("https-address", "https_address", T, N, "listen.https", "The gateway's listener replaces every sidecar's."),

@@ -68,6 +68,10 @@ pub(crate) struct CookieOut {
     pub expire: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub samesite: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secure: Option<bool>,
 }
 
 /// One provider.
@@ -89,6 +93,10 @@ pub(crate) struct ProviderOut {
     pub login_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_jwt_issuers: Vec<String>,
 }
 
 /// `sessions:`.
@@ -193,6 +201,19 @@ pub(crate) struct AuthOut {
     pub pass_access_token: bool,
     #[serde(skip_serializing_if = "is_false")]
     pub set_authorization_header: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub whitelist_domains: Vec<String>,
+    /// Written only when `false` (authgate's default is `true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip_provider_button: Option<bool>,
+    /// Written only when `false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pass_user_headers: Option<bool>,
+    /// Written only when `false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set_xauthrequest: Option<bool>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub prefer_email_to_user: bool,
 }
 
 impl AuthOut {

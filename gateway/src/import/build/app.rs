@@ -11,13 +11,11 @@ pub(crate) fn value_problem(toml: &str, val: &Val, opts: &Opts) -> Option<String
     let v = val.values.last().map(|s| s.to_ascii_lowercase()).unwrap_or_default();
     let off = v == "false" || v == "0";
     match toml {
-        "cookie_secure" if off => Some("cookies are always Secure (HTTPS only); planned: cookie.secure".into()),
         "cookie_httponly" if off => Some("cookies are always HttpOnly".into()),
         "cookie_path" if !v.is_empty() && v != "/" => Some(format!("cookies always have Path=/ (was {v})")),
-        "cookie_samesite" if !v.is_empty() && v != "lax" => {
-            Some(format!("cookies are SameSite=Lax; planned: cookie.samesite (was {v})"))
+        "cookie_samesite" if !matches!(v.as_str(), "" | "lax" | "strict" | "none") => {
+            Some(format!("cookie_samesite must be lax, strict, none or empty (was {v})"))
         }
-        "pass_user_headers" if off => Some("X-Forwarded-User/Email are always sent; planned: pass_user_headers".into()),
         "pass_host_header" if off => Some("the client's Host is always passed upstream".into()),
         "skip_auth_strip_headers" if off => Some("identity headers from clients are always stripped".into()),
         "proxy_prefix" if !v.is_empty() && v.trim_end_matches('/') != "/oauth2" => {
@@ -317,6 +315,11 @@ fn auth(subject: &str, opts: &Opts, provider: &str, kind: &str, ctx: &mut Ctx) -
         pass_access_token: opts.bool("pass_access_token") == Some(true),
         set_authorization_header: opts.bool("set_authorization_header") == Some(true)
             || opts.bool("pass_authorization_header") == Some(true),
+        whitelist_domains: opts.list("whitelist_domains"),
+        skip_provider_button: opts.bool("skip_provider_button").filter(|b| !b),
+        pass_user_headers: opts.bool("pass_user_headers").filter(|b| !b),
+        set_xauthrequest: opts.bool("set_xauthrequest").filter(|b| !b),
+        prefer_email_to_user: opts.bool("prefer_email_to_user") == Some(true),
         ..AuthOut::default()
     };
     a.skip_auth_routes = opts.list("skip_auth_routes");

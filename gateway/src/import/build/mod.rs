@@ -204,21 +204,16 @@ fn inventory_and_checks(inst: &Instance, opts: &Opts, ctx: &mut Ctx) {
             });
         let status = match (val.entry.status, &problem) {
             (_, Some(_)) => "unmapped (value)".to_owned(),
-            (Status::Pending | Status::Unsupported, _) if trivial => "not needed (off)".to_owned(),
+            (Status::Unsupported, _) if trivial => "not needed (off)".to_owned(),
             (s, None) => s.label().to_owned(),
         };
         if let Some(message) = problem {
             ctx.findings.push(Finding::unmapped(subject, toml, &message));
-        } else if matches!(val.entry.status, Status::Pending | Status::Unsupported) && !trivial {
-            let what = if val.entry.status == Status::Pending {
-                "pending"
-            } else {
-                "unsupported"
-            };
+        } else if val.entry.status == Status::Unsupported && !trivial {
             ctx.findings.push(Finding::unmapped(
                 subject,
                 toml,
-                &format!("{what}: {} Nearest: {}.", val.entry.note, val.entry.to).replace(":  ", ": "),
+                &format!("unsupported: {} Nearest: {}.", val.entry.note, val.entry.to).replace(":  ", ": "),
             ));
         }
         if let Some(r) = &val.unresolved {

@@ -41,6 +41,12 @@ pub(crate) fn map(inst: &Instance, opts: &Opts, ctx: &mut Ctx) -> Option<(String
             .map(str::to_owned),
         login_url: None,
         api_url: None,
+        display_name: opts.str("provider_display_name").map(str::to_owned),
+        extra_jwt_issuers: if kind == "github" {
+            Vec::new()
+        } else {
+            opts.list("extra_jwt_issuers")
+        },
     };
     if opts.list("provider_ca_files").len() > 1 {
         ctx.findings.push(Finding::action(

@@ -135,12 +135,21 @@ fn cookie(ctx: &mut Ctx) -> CookieOut {
         ctx.findings
             .push(Finding::info("gateway", &format!("old cookie secret, not reused: {l}")));
     }
+    let samesite = agreed(ctx, "cookie_samesite", "cookie SameSite")
+        .map(|v| v.to_ascii_lowercase())
+        .filter(|v| matches!(v.as_str(), "strict" | "none" | ""));
+    let secure = agreed(ctx, "cookie_secure", "cookie Secure").and_then(|v| match v.to_ascii_lowercase().as_str() {
+        "false" | "0" => Some(false),
+        _ => None,
+    });
     CookieOut {
         name,
         domain,
         secrets_env: COOKIE_ENV.to_owned(),
         expire,
         refresh,
+        samesite,
+        secure,
     }
 }
 
