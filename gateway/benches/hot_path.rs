@@ -127,6 +127,7 @@ fn session_hot_path(c: &mut Criterion) {
     let policy = Policy::compile(&PolicySpec {
         email_domains: &domains,
         allowed_emails: &[],
+        emails_file: None,
         allowed_groups: &groups,
         github_orgs: &[],
         github_teams: &[],
@@ -156,6 +157,8 @@ fn session_hot_path(c: &mut Criterion) {
                     identity: &identity,
                     access_token: None,
                     id_token: None,
+                    user_headers: true,
+                    prefer_email: false,
                 },
             );
             upstream

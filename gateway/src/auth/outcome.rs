@@ -13,7 +13,7 @@ pub enum Outcome {
     Bearer,
     /// The route is in `skip_auth_routes`: no authentication.
     Skipped,
-    /// No session: the browser was sent to the provider.
+    /// No session: the browser was sent to the provider (or shown the sign-in page).
     Redirect,
     /// No (valid) credentials from an API client: 401.
     Unauthorized,

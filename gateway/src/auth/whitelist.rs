@@ -174,4 +174,46 @@ mod tests {
         let any = AllowedDomain::parse("example.org:*").unwrap();
         assert!(any.allows("example.org", None) && any.allows("example.org", Some(1)));
     }
+
+    /// Through the `rd` validator: the whitelist widens the hosts, never the shapes.
+    #[test]
+    fn redirects_within_the_whitelist_only() {
+        use crate::auth::redirect::safe_redirect_within;
+        let allowed = [
+            AllowedDomain::parse(".other.test").unwrap(),
+            AllowedDomain::parse("exact.example.net:8443").unwrap(),
+        ];
+        let rd = |v: &str| safe_redirect_within(v, "app.example.com", None, &allowed, false);
+        for ok in [
+            "https://other.test/",
+            "https://a.b.other.test/x?y#z",
+            "https://A.OTHER.TEST./",
+            "https://exact.example.net:8443/p",
+        ] {
+            assert_eq!(rd(ok), ok);
+        }
+        for bad in [
+            "https://evilother.test/",
+            "https://other.test.evil.com/",
+            "https://evil.com/.other.test",
+            "https://evil.com#.other.test",
+            "https://a.other.test@evil.com/",
+            "https://evil.com@a.other.test/",
+            "https://a.other.test\\@evil.com/",
+            "https://a.other.test%2F@evil.com/",
+            "https://a%2Eother.test/",
+            "https://%61.other.test/",
+            "//a.other.test/",
+            "/\\a.other.test/",
+            "/%2F%2Fa.other.test/",
+            "https:a.other.test",
+            "http://a.other.test/",
+            "https://a.other.test:443/",
+            "https://exact.example.net/",
+            "https://exact.example.net:8444/",
+            "https://x.exact.example.net:8443/",
+        ] {
+            assert_eq!(rd(bad), "/", "{bad:?}");
+        }
+    }
 }
