@@ -151,9 +151,10 @@ async fn each_route_has_its_own_policy_and_upstream_in_both_directions() {
     for &(path, want) in SIGNED_OUT {
         check_both(&env, host, path, None, want).await;
     }
-    // The host's sign-in endpoints are the gateway's, whatever the routes say.
+    // The host's sign-in endpoints are the gateway's, whatever the routes say (with
+    // skip_provider_button, the default, /oauth2/sign_in goes straight to the provider).
     let (status, body) = h1(&env, host, "/oauth2/sign_in", None);
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 302, "{body}");
 
     // bob: example.com, not in admins.
     let cookie = env.login_cookie("bob").await;
