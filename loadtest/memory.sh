@@ -119,61 +119,8 @@ fi
 WORK="$(mktemp -d /tmp/authgate-memory.XXXXXX)"
 declare -A PID=()   # name -> pid of each long-running process we started
 
-stop_process() {
-  local name="$1" i
-  [[ -n "${PID[$name]:-}" ]] || return 0
-  # SIGINT: a fast shutdown for Pingora (SIGTERM waits for its grace period), nginx and wrk.
-  kill -INT "${PID[$name]}" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "${PID[$name]}" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "${PID[$name]}" 2>/dev/null || true
-  wait "${PID[$name]}" 2>/dev/null || true
-  unset "PID[$name]"
-}
-
-cleanup() {
-  local status=$? name
-  trap - EXIT INT TERM
-  for name in "${!PID[@]}"; do stop_process "$name"; done
-  if [[ $status -ne 0 ]]; then
-    log "failed (exit $status); process logs:"
-    for f in "$WORK"/*.log; do
-      [[ -s "$f" ]] || continue
-      echo "----- $(basename "$f") (last 20 lines)" >&2
-      tail -n 20 "$f" >&2
-    done
-  fi
-  rm -rf "$WORK"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# start NAME CMD...: run CMD in the background, logging to $WORK/NAME.log.
-start() {
-  local name="$1"
-  shift
-  "$@" >"$WORK/$name.log" 2>&1 &
-  PID[$name]=$!
-}
-
-# wait_for NAME CMD...: poll CMD until it succeeds (at most WAIT_TRIES/10 s); fail if NAME died.
-wait_for() {
-  local name="$1"
-  shift
-  local i tries="${WAIT_TRIES:-200}"
-  for ((i = 0; i < tries; i++)); do
-    kill -0 "${PID[$name]}" 2>/dev/null || die "$name exited during start-up"
-    if "$@" >/dev/null 2>&1; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  die "$name not ready after $((tries / 10)) s"
-}
+# shellcheck source=lib/proc.sh
+source "$ROOT/loadtest/lib/proc.sh"   # start, wait_for, stop_process, cleanup on exit
 
 # shellcheck source=lib/stack.sh
 source "$ROOT/loadtest/lib/stack.sh"   # Redis, the provider, the app file, mint, `metric`

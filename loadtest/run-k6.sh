@@ -103,52 +103,9 @@ DURATION_S="$(seconds "$DURATION")"
 WORK="$(mktemp -d /tmp/authgate-k6.XXXXXX)"
 declare -A PID=()
 
-cleanup() {
-  local status=$?
-  trap - EXIT INT TERM
-  local name i
-  for name in "${!PID[@]}"; do kill -INT "${PID[$name]}" 2>/dev/null || true; done
-  for name in "${!PID[@]}"; do
-    for ((i = 0; i < 50; i++)); do
-      kill -0 "${PID[$name]}" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "${PID[$name]}" 2>/dev/null || true
-    wait "${PID[$name]}" 2>/dev/null || true
-  done
-  if [[ $status -ne 0 && $status -ne 99 ]]; then
-    log "failed (exit $status); process logs:"
-    for f in "$WORK"/*.log; do
-      [[ -s "$f" ]] || continue
-      echo "----- $(basename "$f") (last 20 lines)" >&2
-      tail -n 20 "$f" >&2
-    done
-  fi
-  if [[ "${KEEP_WORK:-0}" == 1 ]]; then log "kept $WORK (logs, configuration, cookies)"; else rm -rf "$WORK"; fi
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-start() {
-  local name="$1"
-  shift
-  "$@" >"$WORK/$name.log" 2>&1 &
-  PID[$name]=$!
-}
-
-wait_for() {
-  local name="$1"
-  shift
-  local i
-  for ((i = 0; i < 300; i++)); do
-    kill -0 "${PID[$name]}" 2>/dev/null || die "$name exited during start-up"
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.1
-  done
-  die "$name not ready after 30 s"
-}
+WAIT_TRIES="${WAIT_TRIES:-300}"
+# shellcheck source=lib/proc.sh
+source "$ROOT/loadtest/lib/proc.sh"   # start, wait_for, stop_process, cleanup on exit
 
 # shellcheck source=lib/stack.sh
 source "$ROOT/loadtest/lib/stack.sh"
