@@ -228,12 +228,7 @@ async fn a_signed_in_request_is_exported_with_the_callers_trace_and_its_child_sp
         .await;
     assert_eq!(exchange.attributes["authgate.provider"], "corp");
     let spans = collector.spans();
-    let parent_of = |s: &Received| {
-        spans
-            .iter()
-            .find(|p| p.span_id == s.parent && p.trace_id == s.trace_id)
-            .cloned()
-    };
+    let parent_of = |s: &Received| parent(&spans, s);
     assert_eq!(
         parent_of(&exchange).map(|p| p.name),
         Some("auth".to_owned()),
@@ -243,12 +238,7 @@ async fn a_signed_in_request_is_exported_with_the_callers_trace_and_its_child_sp
         .wait_span("tls.handshake", |s| s.name == "tls.handshake")
         .await;
     let spans = collector.spans();
-    let parent_of = |s: &Received| {
-        spans
-            .iter()
-            .find(|p| p.span_id == s.parent && p.trace_id == s.trace_id)
-            .cloned()
-    };
+    let parent_of = |s: &Received| parent(&spans, s);
     assert_eq!(
         parent_of(&tls).map(|p| p.kind),
         Some(SpanKind::Server as i32),
@@ -323,4 +313,12 @@ async fn with_tracing_off_nothing_is_exported() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(collector.spans().is_empty(), "{:?}", collector.spans());
     assert!(collector.posts.lock().unwrap().is_empty());
+}
+
+/// The span `s` names as its parent, among `spans`.
+fn parent(spans: &[Received], s: &Received) -> Option<Received> {
+    spans
+        .iter()
+        .find(|p| p.span_id == s.parent && p.trace_id == s.trace_id)
+        .cloned()
 }
