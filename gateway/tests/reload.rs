@@ -5,72 +5,11 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::certs::write_atomic;
+use common::load::Load;
 use common::*;
-
-/// Requests sent in a loop until stopped, counting successes and failures.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(env: &Env, host: &'static str) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let mut tasks = Vec::new();
-        // One client keeps its connections; the other opens a new TLS connection each time.
-        for fresh in [false, true] {
-            let mut b = reqwest::Client::builder()
-                .add_root_certificate(reqwest::Certificate::from_pem(&env.ca.cert_pem()).unwrap())
-                .tls_built_in_root_certs(false)
-                .resolve(host, env.gw.https)
-                .timeout(Duration::from_secs(10));
-            if fresh {
-                b = b.pool_max_idle_per_host(0);
-            }
-            let client = b.build().unwrap();
-            let url = env.gw.url(host, "/load");
-            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-            tasks.push(tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    match client.get(&url).send().await {
-                        Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
-                        Ok(r) => {
-                            eprintln!("load: status {}", r.status());
-                            failed.fetch_add(1, Ordering::Relaxed)
-                        }
-                        Err(e) => {
-                            eprintln!("load: {e}");
-                            failed.fetch_add(1, Ordering::Relaxed)
-                        }
-                    };
-                }
-            }));
-        }
-        Load {
-            stop,
-            ok,
-            failed,
-            tasks,
-        }
-    }
-
-    async fn finish(self) -> (u64, u64) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks {
-            t.await.unwrap();
-        }
-        (self.ok.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed))
-    }
-}
 
 fn serial_of(env: &Env, sni: &str) -> Vec<u8> {
     let s = tls_connect(&env.ca, env.gw.https, Some(sni), &[]).unwrap();
@@ -82,7 +21,7 @@ async fn apps_backends_and_certificates_change_under_load_with_zero_failed_reque
     let (u1, u2) = (Upstream::start("u1").await, Upstream::start("u2").await);
     let env = Env::start(&[("app1", app_yaml("app1.example.com", &[u1.addr], ""))], "").await;
     let gw = &env.gw;
-    let load = Load::start(&env, "app1.example.com");
+    let load = Load::start(&env.ca, env.gw.https, "app1.example.com");
     let failures = "authgate_config_reloads_total{result=\"failure\"}";
 
     // Add an app.

@@ -6,6 +6,7 @@ pub mod authenv;
 pub mod certs;
 pub mod h2c;
 pub mod idp;
+pub mod load;
 pub mod redis;
 
 use std::io::{Read, Write};
