@@ -127,8 +127,8 @@ fn too_many(req: &Request<'_>, limit: super::limits::Limit, retry_after: u64, js
     Reply::page(Page::TOO_MANY_REQUESTS, json).header("retry-after", retry_after.to_string())
 }
 
-/// Every value of cookie `name` in the request (a host-only and a domain cookie may both be sent).
-pub fn cookie_values<'s>(session: &'s HttpSession, name: &str) -> Vec<&'s str> {
+/// Every `(name, value)` cookie pair of the request, in every `Cookie` header.
+pub fn request_cookies(session: &HttpSession) -> impl Iterator<Item = (&str, &str)> {
     session
         .req_header()
         .headers
@@ -137,8 +137,14 @@ pub fn cookie_values<'s>(session: &'s HttpSession, name: &str) -> Vec<&'s str> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
+        .map(|(k, v)| (k, v.trim()))
+}
+
+/// Every value of cookie `name` in the request (a host-only and a domain cookie may both be sent).
+pub fn cookie_values<'s>(session: &'s HttpSession, name: &str) -> Vec<&'s str> {
+    request_cookies(session)
         .filter(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim())
+        .map(|(_, v)| v)
         .collect()
 }
 

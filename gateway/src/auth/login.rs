@@ -74,16 +74,9 @@ fn evict_pending(session: &HttpSession, req: &Request<'_>) -> Vec<String> {
     let prefix = format!("{}_login_", req.settings.cookie.name);
     let aad = login_aad(&req.auth.provider.name, req.origin);
     let keyring = &req.settings.cookie.keyring;
-    let mut pending: Vec<(u64, &str)> = session
-        .req_header()
-        .headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
+    let mut pending: Vec<(u64, &str)> = super::flow::request_cookies(session)
         .filter(|(name, _)| name.starts_with(&prefix))
-        .map(|(name, value)| (open_login(keyring, &aad, value.trim()).map_or(0, |l| l.exp), name))
+        .map(|(name, value)| (open_login(keyring, &aad, value).map_or(0, |l| l.exp), name))
         .collect();
     let excess = (pending.len() + 1).saturating_sub(MAX_PENDING_LOGINS);
     if excess == 0 {
