@@ -14,30 +14,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::authenv::*;
-use common::idp::Browser;
 use common::redis::RedisTopology;
 
 const REFRESHED: &str = "authgate_session_refreshes_total{provider=\"corp\",result=\"refreshed\"}";
 
-fn sessions_yaml(redis: &RedisTopology) -> String {
-    let addrs: Vec<String> = redis.sentinel_addrs().iter().map(|a| format!("\"{a}\"")).collect();
-    format!(
-        "sessions:\n  store: redis\n  cache: {{ max_entries: 1000, ttl: 60s }}\n  redis:\n\
-         \x20   sentinel: {{ master: {}, addresses: [{}] }}\n\
-         \x20   username_env: TEST_REDIS_USER\n    password_env: TEST_REDIS_PASSWORD\n    key_prefix: \"authgate:\"\n\
-         \x20   timeouts: {{ connect: 500ms, command: 500ms }}\n",
-        redis.master_name(),
-        addrs.join(", ")
-    )
-}
-
 /// A gateway (two with `second`) on Redis, the provider issuing `access_token_ttl`-second tokens.
 async fn start_redis(redis: &RedisTopology, access_token_ttl: u64, second: bool) -> AuthEnv {
-    let main = sessions_yaml(redis);
-    let env = vec![
-        ("TEST_REDIS_USER".to_owned(), redis.username().to_owned()),
-        ("TEST_REDIS_PASSWORD".to_owned(), redis.password().to_owned()),
-    ];
+    let main = redis.sessions_yaml("60s");
+    let env = redis.gateway_env();
     AuthEnv::start_with(
         "",
         serde_json::json!({ "access_token": access_token_ttl }),
@@ -49,13 +33,6 @@ async fn start_redis(redis: &RedisTopology, access_token_ttl: u64, second: bool)
         },
     )
     .await
-}
-
-fn cookie_of(env: &AuthEnv, b: &Browser) -> String {
-    format!(
-        "_authgate_corp={}",
-        b.cookie(&env.url("app1.example.com", "/"), "_authgate_corp").unwrap()
-    )
 }
 
 /// Status and body of an API request (JSON answers) carrying `cookie`.
@@ -83,7 +60,7 @@ async fn thirty_second_tokens_are_refreshed_once_per_window_across_two_replicas(
     let env = start_redis(&redis, 30, true).await;
     let (a, _) = env.login("app1.example.com", "alice").await;
     let logged_in = Instant::now();
-    let cookie = cookie_of(&env, &a);
+    let cookie = env.session_cookie(&a);
     let b = env.browser_b();
     let (calls_at_login, refreshes_at_login) = env.idp.token_stats(&env.ca).await;
     assert_eq!(refreshes_at_login, 0);
@@ -191,7 +168,7 @@ async fn a_sign_out_during_a_refresh_stays_signed_out() {
     let env = start_redis(&redis, 8, false).await;
     let (a, _) = env.login("app1.example.com", "alice").await;
     let logged_in = Instant::now();
-    let cookie = cookie_of(&env, &a);
+    let cookie = env.session_cookie(&a);
     let url = env.url("app1.example.com", "/api/during");
     until(logged_in + Duration::from_millis(6_500)).await;
     env.idp.set_fault(&env.ca, "token_delay_ms", 3000).await;
@@ -233,7 +210,7 @@ async fn a_provider_outage_serves_valid_tokens_and_answers_503_once_they_expire(
     let env = AuthEnv::start("", serde_json::json!({ "access_token": 12 })).await;
     let (a, _) = env.login("app1.example.com", "alice").await;
     let logged_in = Instant::now();
-    let cookie = cookie_of(&env, &a);
+    let cookie = env.session_cookie(&a);
     let url = env.url("app1.example.com", "/api/outage");
     env.idp.set_fault(&env.ca, "token_status", 503).await;
     until(logged_in + Duration::from_millis(10_200)).await;

@@ -9,28 +9,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::authenv::*;
-use common::idp::{browse, walk_until, Browser};
+use common::idp::{browse, walk_until};
 use common::redis::RedisTopology;
 use common::TestCa;
 
-fn sessions_yaml(redis: &RedisTopology, cache_ttl: &str) -> String {
-    let addrs: Vec<String> = redis.sentinel_addrs().iter().map(|a| format!("\"{a}\"")).collect();
-    format!(
-        "sessions:\n  store: redis\n  cache: {{ max_entries: 1000, ttl: {cache_ttl} }}\n  redis:\n\
-         \x20   sentinel: {{ master: {}, addresses: [{}] }}\n\
-         \x20   username_env: TEST_REDIS_USER\n    password_env: TEST_REDIS_PASSWORD\n    key_prefix: \"authgate:\"\n\
-         \x20   timeouts: {{ connect: 500ms, command: 500ms }}\n",
-        redis.master_name(),
-        addrs.join(", ")
-    )
-}
-
 async fn start(redis: &RedisTopology, cache_ttl: &str) -> AuthEnv {
-    let main = sessions_yaml(redis, cache_ttl);
-    let env = vec![
-        ("TEST_REDIS_USER".to_owned(), redis.username().to_owned()),
-        ("TEST_REDIS_PASSWORD".to_owned(), redis.password().to_owned()),
-    ];
+    let main = redis.sessions_yaml(cache_ttl);
+    let env = redis.gateway_env();
     AuthEnv::start_with("", serde_json::json!({}), move |_, _| Extra {
         main,
         env,
@@ -38,14 +23,6 @@ async fn start(redis: &RedisTopology, cache_ttl: &str) -> AuthEnv {
         ..Extra::default()
     })
     .await
-}
-
-/// The session cookie of a logged-in browser, as a `Cookie` header value.
-fn cookie_of(env: &AuthEnv, b: &Browser) -> String {
-    format!(
-        "_authgate_corp={}",
-        b.cookie(&env.url("app1.example.com", "/"), "_authgate_corp").unwrap()
-    )
 }
 
 async fn status_with_cookie(client: &reqwest::Client, url: &str, cookie: &str) -> u16 {
@@ -66,7 +43,7 @@ async fn two_gateways_share_sign_ins_and_sign_out_reaches_the_other_within_a_sec
     let redis = RedisTopology::start(2);
     let env = start(&redis, "60s").await;
     let (a, _) = env.login("app1.example.com", "alice").await;
-    let cookie = cookie_of(&env, &a);
+    let cookie = env.session_cookie(&a);
     let b = env.browser_b();
     // Valid on B without logging in there; both gateways now have it cached.
     assert_eq!(
@@ -165,7 +142,7 @@ async fn redis_down_serves_cached_sessions_answers_503_otherwise_stays_ready_and
     let redis = RedisTopology::start(1);
     let env = start(&redis, "60s").await;
     let (a, _) = env.login("app1.example.com", "alice").await;
-    let cookie = cookie_of(&env, &a);
+    let cookie = env.session_cookie(&a);
     assert_eq!(
         a.get(env.url("app1.example.com", "/warm"))
             .send()
@@ -260,7 +237,7 @@ async fn login_stream(env: &AuthEnv, n: usize, during: impl FnOnce() + Send + 's
             )
             .await;
             if resp.status() == 200 {
-                cookies.push(cookie_of(env, &b));
+                cookies.push(env.session_cookie(&b));
                 break;
             }
             assert!(
@@ -317,7 +294,7 @@ async fn killing_the_master_fails_no_cached_request_and_loses_no_session() {
     let env = start(&redis, "60s").await;
     // Sessions made before the failover, cached on A.
     let (a, _) = env.login("app1.example.com", "alice").await;
-    let before = cookie_of(&env, &a);
+    let before = env.session_cookie(&a);
     assert_eq!(
         a.get(env.url("app1.example.com", "/warm"))
             .send()
@@ -440,11 +417,8 @@ async fn minted_sessions_and_logins_in_flight_work_on_any_replica() {
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_refreshes_on_two_replicas_make_one_refresh() {
     let redis = RedisTopology::start(1);
-    let main = sessions_yaml(&redis, "60s");
-    let vars = vec![
-        ("TEST_REDIS_USER".to_owned(), redis.username().to_owned()),
-        ("TEST_REDIS_PASSWORD".to_owned(), redis.password().to_owned()),
-    ];
+    let main = redis.sessions_yaml("60s");
+    let vars = redis.gateway_env();
     // Access tokens live 2 s: once it has expired, every request finds it due.
     let env = AuthEnv::start_with("", serde_json::json!({ "access_token": 2 }), move |_, _| Extra {
         main,
@@ -456,7 +430,7 @@ async fn concurrent_refreshes_on_two_replicas_make_one_refresh() {
     let (a, _) = env.login("app1.example.com", "alice").await;
     // The token ages into its refresh window (a clock wait, not a readiness wait).
     tokio::time::sleep(Duration::from_millis(2_200)).await;
-    let cookie = cookie_of(&env, &a);
+    let cookie = env.session_cookie(&a);
     let b = env.browser_b();
     let series = "authgate_session_refreshes_total{provider=\"corp\",result=\"refreshed\"}";
     let before = env.gw.metric(series).await + env.gw_b.as_ref().unwrap().metric(series).await;
@@ -578,9 +552,9 @@ async fn sign_out_everywhere_and_session_revoke_end_a_users_sessions_on_every_re
     let (alice2, _) = env.login("app1.example.com", "alice").await;
     let (bob, _) = env.login("app1.example.com", "bob").await;
     let (a1, a2, b) = (
-        cookie_of(&env, &alice1),
-        cookie_of(&env, &alice2),
-        cookie_of(&env, &bob),
+        env.session_cookie(&alice1),
+        env.session_cookie(&alice2),
+        env.session_cookie(&bob),
     );
     assert_ne!(a1, a2, "two sessions of one user");
     let on_a = env.url("app1.example.com", "/x");

@@ -166,6 +166,11 @@ impl AuthEnv {
     /// Logs `user` in through app1 and returns the session cookie as a `Cookie` header value.
     pub async fn login_cookie(&self, user: &str) -> String {
         let (b, _) = self.login("app1.example.com", user).await;
+        self.session_cookie(&b)
+    }
+
+    /// The session cookie a logged-in browser holds, as a `Cookie` header value.
+    pub fn session_cookie(&self, b: &Browser) -> String {
         let value = b
             .cookie(&self.url("app1.example.com", "/"), "_authgate_corp")
             .expect("session cookie");

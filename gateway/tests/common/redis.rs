@@ -190,6 +190,28 @@ pub struct RedisTopology {
 }
 
 impl RedisTopology {
+    /// A gateway's `sessions:` section on these sentinels, as the application user (whose
+    /// credentials come from [`RedisTopology::gateway_env`]), with a session cache of `cache_ttl`.
+    pub fn sessions_yaml(&self, cache_ttl: &str) -> String {
+        let addrs: Vec<String> = self.sentinel_addrs().iter().map(|a| format!("\"{a}\"")).collect();
+        format!(
+            "sessions:\n  store: redis\n  cache: {{ max_entries: 1000, ttl: {cache_ttl} }}\n  redis:\n\
+             \x20   sentinel: {{ master: {}, addresses: [{}] }}\n\
+             \x20   username_env: TEST_REDIS_USER\n    password_env: TEST_REDIS_PASSWORD\n    key_prefix: \"authgate:\"\n\
+             \x20   timeouts: {{ connect: 500ms, command: 500ms }}\n",
+            self.master_name(),
+            addrs.join(", ")
+        )
+    }
+
+    /// The environment [`RedisTopology::sessions_yaml`] names: the application user's credentials.
+    pub fn gateway_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("TEST_REDIS_USER".to_owned(), self.username().to_owned()),
+            ("TEST_REDIS_PASSWORD".to_owned(), self.password().to_owned()),
+        ]
+    }
+
     /// Starts 1 master + `replicas` replicas (>= 1, since `min-replicas-to-write 1`) + 3 sentinels and waits until
     /// the topology is settled (see [`RedisTopology::wait_settled`]) and every sentinel knows the two others.
     pub fn start(replicas: usize) -> RedisTopology {
