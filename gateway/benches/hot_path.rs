@@ -5,7 +5,6 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use authgate::config::schema::Listen;
 use authgate::request::inspect;
 use authgate::routing::{normalize_host, HostPattern, RouteTable};
 use authgate::state::Settings;
@@ -44,20 +43,8 @@ fn host_lookup(c: &mut Criterion) {
 }
 
 fn request_checks(c: &mut Criterion) {
-    let settings = Settings {
-        listen: Listen {
-            https: "127.0.0.1:8443".into(),
-            http: None,
-            admin: None,
-            proxy_protocol: false,
-        },
-        redirect_https_port: 8443,
-        max_header_bytes: 32 * 1024,
-        max_uri_bytes: 8 * 1024,
-        keepalive_timeout: std::time::Duration::from_secs(60),
-        trusted_proxies: Default::default(),
-        resolve_interval: std::time::Duration::from_secs(10),
-    };
+    // The server defaults (32 KiB headers, 8 KiB target), as a main file without a server section.
+    let settings = Settings::with_defaults("127.0.0.1:8443");
     let mut req = RequestHeader::build("GET", b"/api/v1/items?page=2&sort=name%20asc", None).unwrap();
     for (k, v) in [
         ("host", "app1.example.com"),

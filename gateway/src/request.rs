@@ -107,22 +107,12 @@ pub fn raw_host(req: &RequestHeader) -> Result<&str, HostError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::schema::Listen;
 
     fn settings() -> Settings {
         Settings {
-            listen: Listen {
-                https: "127.0.0.1:8443".into(),
-                http: None,
-                admin: None,
-                proxy_protocol: false,
-            },
-            redirect_https_port: 8443,
             max_header_bytes: 4096,
             max_uri_bytes: 1024,
-            keepalive_timeout: std::time::Duration::from_secs(60),
-            trusted_proxies: Default::default(),
-            resolve_interval: std::time::Duration::from_secs(10),
+            ..Settings::with_defaults("127.0.0.1:8443")
         }
     }
 

@@ -146,6 +146,28 @@ pub struct Settings {
     pub resolve_interval: Duration,
 }
 
+impl Settings {
+    /// The settings of a main file with only `listen: { https: <https> }`: every `server`
+    /// default (for benchmarks, fuzz targets and tests that need no file).
+    pub fn with_defaults(https: &str) -> Settings {
+        let server = crate::config::schema::ServerSection::default();
+        Settings {
+            listen: Listen {
+                https: https.to_owned(),
+                http: None,
+                admin: None,
+                proxy_protocol: false,
+            },
+            redirect_https_port: https.parse::<std::net::SocketAddr>().map_or(443, |a| a.port()),
+            max_header_bytes: server.max_header_bytes,
+            max_uri_bytes: server.max_uri_bytes,
+            keepalive_timeout: server.keepalive_timeout.0,
+            trusted_proxies: TrustedProxies::default(),
+            resolve_interval: server.resolve_interval.0,
+        }
+    }
+}
+
 /// The compiled configuration served by the gateway.
 #[derive(Debug)]
 pub struct Snapshot {
