@@ -12,7 +12,7 @@
 
 use std::sync::OnceLock;
 
-use authgate::auth::flow::{login_aad, LoginState};
+use authgate::auth::login::{login_aad, LoginState};
 use authgate::session::seal::Keyring;
 use authgate::session::{Session, Ticket};
 use libfuzzer_sys::fuzz_target;

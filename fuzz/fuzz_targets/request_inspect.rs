@@ -13,7 +13,6 @@
 
 use std::sync::OnceLock;
 
-use authgate::config::schema::Listen;
 use authgate::request::inspect;
 use authgate::routing::normalize_host;
 use authgate::state::Settings;
@@ -24,17 +23,9 @@ use pingora::http::RequestHeader;
 fn settings() -> &'static Settings {
     static SETTINGS: OnceLock<Settings> = OnceLock::new();
     SETTINGS.get_or_init(|| Settings {
-        listen: Listen {
-            https: "127.0.0.1:8443".into(),
-            http: None,
-            admin: None,
-            proxy_protocol: false,
-        },
-        redirect_https_port: 8443,
         max_header_bytes: 4096,
         max_uri_bytes: 1024,
-        keepalive_timeout: std::time::Duration::from_secs(60),
-        trusted_proxies: authgate::client::TrustedProxies::default(),
+        ..Settings::with_defaults("127.0.0.1:8443")
     })
 }
 
