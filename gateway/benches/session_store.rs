@@ -89,6 +89,7 @@ fn store_paths(c: &mut Criterion) {
         access_expires_at: Some(t + 3600),
         refresh_token: Some("r".repeat(200)),
         id_token: Some("i".repeat(900)),
+        sid: None,
         created_at: t,
         refreshed_at: t,
         expires_at: t + 3600,

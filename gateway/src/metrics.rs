@@ -53,6 +53,10 @@ pub struct Metrics {
     pub auth_decisions: IntCounterVec,
     /// `authgate_logins_total{provider,result}`: completed and failed logins.
     pub logins: IntCounterVec,
+    /// `authgate_logouts_total{provider,channel,result}`: sessions ended by `sign_out`,
+    /// `everywhere`, `backchannel` or `frontchannel` logout; result `ok`, `invalid`,
+    /// `replayed`, `store_unavailable`, `idp_unavailable`.
+    pub logouts: IntCounterVec,
     /// `authgate_rate_limited_total{limit}`: requests answered 429 (`oauth2_start`,
     /// `oauth2_callback`, `bearer_failures`).
     pub rate_limited: IntCounterVec,
@@ -186,6 +190,10 @@ impl Metrics {
             Opts::new("authgate_logins_total", "Logins by provider and result"),
             &["provider", "result"],
         )?;
+        let logouts = IntCounterVec::new(
+            Opts::new("authgate_logouts_total", "Logouts by provider, channel and result"),
+            &["provider", "channel", "result"],
+        )?;
         let rate_limited = IntCounterVec::new(
             Opts::new(
                 "authgate_rate_limited_total",
@@ -302,6 +310,7 @@ impl Metrics {
         registry.register(Box::new(invalidations.clone()))?;
         registry.register(Box::new(auth_decisions.clone()))?;
         registry.register(Box::new(logins.clone()))?;
+        registry.register(Box::new(logouts.clone()))?;
         registry.register(Box::new(session_refreshes.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -334,6 +343,7 @@ impl Metrics {
             upstream_cookies_dropped,
             auth_decisions,
             logins,
+            logouts,
             session_refreshes,
             rate_limited,
             session_cache,

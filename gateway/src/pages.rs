@@ -37,6 +37,12 @@ impl Page {
         code: "unknown_host",
         message: "No application is configured for this host name.",
     };
+    /// 404: a gateway endpoint that is not enabled.
+    pub const NOT_FOUND: Page = Page {
+        status: 404,
+        code: "not_found",
+        message: "There is nothing at this address.",
+    };
     /// 414: request target too long.
     pub const URI_TOO_LONG: Page = Page {
         status: 414,

@@ -115,31 +115,21 @@ impl Gateway {
             "https://{}",
             ctx.forwarded_host.as_deref().unwrap_or_default().to_ascii_lowercase()
         );
-        let header = session.req_header();
-        let return_to = routed.target.path_and_query(header);
-        let req = flow::Request {
-            state: &self.state,
-            settings,
-            auth: if class == Class::Endpoint {
-                endpoints_auth
-            } else {
-                route_auth
-            },
-            app: &app.name,
-            metrics: &app.metrics,
-            origin: &origin,
-            host: &routed.host,
-            return_to: &return_to,
-            client: ctx.client.as_ref().and_then(|c| c.addr),
-        };
+        let client = ctx.client.as_ref().and_then(|c| c.addr);
         if class == Class::Endpoint {
-            let path = routed.target.path(header);
-            if let Some(reply) = spans::in_child(ctx, "auth", endpoints::handle(session, &req, path)).await {
+            // Owned: the back-channel logout reads the request body (a mutable session).
+            let header = session.req_header();
+            let path = routed.target.path(header).to_owned();
+            let return_to = routed.target.path_and_query(header).into_owned();
+            let req = self.auth_request(settings, endpoints_auth, routed, &origin, &return_to, client);
+            if let Some(reply) = spans::in_child(ctx, "auth", endpoints::handle(session, &req, &path)).await {
                 reply.send(session).await?;
                 return Ok(true);
             }
             return Ok(false);
         }
+        let return_to = routed.target.path_and_query(session.req_header());
+        let req = self.auth_request(settings, route_auth, routed, &origin, &return_to, client);
         let decided = spans::in_child(ctx, "auth", flow::decide(session, &req, api)).await?;
         observe::decided(session, ctx, &decided);
         match decided.decision {
@@ -151,6 +141,29 @@ impl Gateway {
                 reply.send(session).await?;
                 Ok(true)
             }
+        }
+    }
+
+    /// What the auth layer needs to know about a request.
+    fn auth_request<'a>(
+        &'a self,
+        settings: &'a crate::auth::AuthSettings,
+        auth: &'a crate::auth::AppAuth,
+        routed: &'a Dispatched,
+        origin: &'a str,
+        return_to: &'a str,
+        client: Option<std::net::IpAddr>,
+    ) -> flow::Request<'a> {
+        flow::Request {
+            state: &self.state,
+            settings,
+            auth,
+            app: &routed.app.name,
+            metrics: &routed.app.metrics,
+            origin,
+            host: &routed.host,
+            return_to,
+            client,
         }
     }
 

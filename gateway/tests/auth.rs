@@ -509,34 +509,7 @@ async fn a_refresh_the_provider_refuses_ends_the_session_cleanly() {
     let (browser, _) = env.login("app1.example.com", "alice").await;
     // End the session at the provider (RP-less logout in the provider's own UI): its refresh
     // tokens die with it.
-    let page = browser
-        .get(format!("{}/session/end", env.idp.issuer))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let action = page
-        .split("action=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap()
-        .to_owned();
-    let xsrf = page
-        .split("name=\"xsrf\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap()
-        .to_owned();
-    let action = reqwest::Url::parse(&env.idp.issuer).unwrap().join(&action).unwrap();
-    let r = browser
-        .post(action)
-        .form(&[("xsrf", xsrf.as_str()), ("logout", "yes")])
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_redirection() || r.status().is_success(), "{}", r.status());
+    env.idp.sign_out(&browser).await;
     // The token ages into its refresh window (a clock wait, not a readiness wait).
     tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
     // The next request needs a refresh, the provider refuses it: signed out, sent to login.

@@ -284,6 +284,7 @@ fn session(version: u64) -> Arc<authgate::session::Session> {
         access_expires_at: Some(t + 30),
         refresh_token: Some("rt".into()),
         id_token: None,
+        sid: None,
         created_at: t,
         refreshed_at: t,
         expires_at: t + 3600,

@@ -25,19 +25,6 @@ async fn start(redis: &RedisTopology, cache_ttl: &str) -> AuthEnv {
     .await
 }
 
-async fn status_with_cookie(client: &reqwest::Client, url: &str, cookie: &str) -> u16 {
-    match client
-        .get(url)
-        .header("cookie", cookie)
-        .header("accept", "application/json")
-        .send()
-        .await
-    {
-        Ok(r) => r.status().as_u16(),
-        Err(_) => 0,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn two_gateways_share_sign_ins_and_sign_out_reaches_the_other_within_a_second() {
     let redis = RedisTopology::start(2);
@@ -532,18 +519,6 @@ impl Drop for KillOnDrop {
 }
 
 /// Polls until `cookie` gets `want` on `url` (bounded: 1 s, the invalidation promise).
-async fn wait_status(env: &AuthEnv, url: &str, cookie: &str, want: u16) {
-    let started = Instant::now();
-    loop {
-        let s = status_with_cookie(&env.browser(), url, cookie).await;
-        if s == want {
-            return;
-        }
-        assert!(started.elapsed() < Duration::from_secs(1), "{url}: still {s} after 1 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sign_out_everywhere_and_session_revoke_end_a_users_sessions_on_every_replica() {
     let redis = RedisTopology::start(2);
@@ -574,7 +549,7 @@ async fn sign_out_everywhere_and_session_revoke_end_a_users_sessions_on_every_re
         .await
         .unwrap();
     assert_eq!(r.status(), 302);
-    wait_status(&env, &on_a, &a2, 401).await;
+    wait_for_status(&env.browser(), &on_a, &a2, 401).await;
     assert_eq!(status_with_cookie(&browser_b, &on_b, &a2).await, 401);
     assert_eq!(status_with_cookie(&env.browser(), &on_a, &b).await, 200);
 
@@ -589,7 +564,7 @@ async fn sign_out_everywhere_and_session_revoke_end_a_users_sessions_on_every_re
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1 sessions ended");
-    wait_status(&env, &on_a, &b, 401).await;
+    wait_for_status(&env.browser(), &on_a, &b, 401).await;
     assert_eq!(status_with_cookie(&browser_b, &on_b, &b).await, 401);
     // The index holds no personal data in its key names.
     let mut admin = redis.admin_connection(&redis.master_addr());

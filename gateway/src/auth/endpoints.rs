@@ -1,5 +1,6 @@
 //! The `/oauth2/*` endpoints served on every protected app's host: `start`, `callback`,
-//! `sign_in`, `sign_out`, `userinfo`, and `auth` (for nginx `auth_request` / forward-auth).
+//! `sign_in`, `userinfo`, `auth` (for nginx `auth_request` / forward-auth), and the logout
+//! endpoints of [`super::logout`]: `sign_out`, `backchannel_logout`, `frontchannel_logout`.
 
 use std::sync::Arc;
 
@@ -14,14 +15,16 @@ use super::redirect::safe_redirect_within;
 use crate::pages::{wants_json, Page, Reply};
 use crate::session::{now, Session, Ticket};
 
-fn query_param(session: &HttpSession, name: &str) -> Option<String> {
+/// The first value of query parameter `name`, decoded.
+pub(super) fn query_param(session: &HttpSession, name: &str) -> Option<String> {
     let query = session.req_header().uri.query()?;
     url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }
 
-fn rd(session: &HttpSession, req: &Request<'_>) -> String {
+/// The request's `rd` parameter when it may be redirected to, else `/`.
+pub(super) fn rd(session: &HttpSession, req: &Request<'_>) -> String {
     let raw = query_param(session, "rd").unwrap_or_else(|| "/".to_owned());
     checked_rd(req, &raw)
 }
@@ -64,13 +67,15 @@ pub fn is_endpoint(path: &str) -> bool {
             | "/oauth2/callback"
             | "/oauth2/sign_in"
             | "/oauth2/sign_out"
+            | "/oauth2/backchannel_logout"
+            | "/oauth2/frontchannel_logout"
             | "/oauth2/userinfo"
             | "/oauth2/auth"
     )
 }
 
 /// Answers a request under `/oauth2/`; `None` when the path is not one of ours (proxied).
-pub async fn handle(session: &HttpSession, req: &Request<'_>, path: &str) -> Option<Reply> {
+pub async fn handle(session: &mut HttpSession, req: &Request<'_>, path: &str) -> Option<Reply> {
     let json = wants_json(session);
     Some(match path {
         "/oauth2/start" => start(session, req, json).await,
@@ -80,7 +85,9 @@ pub async fn handle(session: &HttpSession, req: &Request<'_>, path: &str) -> Opt
         },
         "/oauth2/sign_in" if req.auth.spec.skip_provider_button => start(session, req, json).await,
         "/oauth2/sign_in" => super::page::sign_in(req, &rd(session, req), 200),
-        "/oauth2/sign_out" => sign_out(session, req).await,
+        "/oauth2/sign_out" => super::logout::sign_out(session, req).await,
+        "/oauth2/backchannel_logout" => super::logout::backchannel(session, req).await,
+        "/oauth2/frontchannel_logout" => super::logout::frontchannel(session, req).await,
         "/oauth2/userinfo" => match flow::current_session(session, req).await {
             Ok(Some((_, s))) => {
                 let id = &s.identity;
@@ -161,6 +168,7 @@ async fn callback(session: &HttpSession, req: &Request<'_>) -> Reply {
         access_expires_at: signed_in.access_expires_at,
         refresh_token: signed_in.refresh_token,
         id_token: signed_in.id_token,
+        sid: signed_in.sid,
         created_at: t,
         refreshed_at: t,
         expires_at: t + expire,
@@ -225,63 +233,6 @@ fn session_lifetime(req: &Request<'_>, identity: &Identity) -> u64 {
 
 /// The lifetime of a session that no app's policy admits at sign-in.
 pub const UNADMITTED_SESSION_TTL: u64 = 300;
-
-async fn sign_out(session: &HttpSession, req: &Request<'_>) -> Reply {
-    let rd = rd(session, req);
-    let everywhere = query_param(session, "everywhere").is_some_and(|v| v == "1" || v == "true");
-    let mut id_token = None;
-    if let Some(ticket) = flow::ticket(session, req) {
-        if let Ok(Some(s)) = req.state.sessions.load(&ticket).await {
-            id_token = s.id_token.clone();
-            if everywhere {
-                if let Some(reply) = sign_out_everywhere(session, req, &s).await {
-                    return reply;
-                }
-            }
-        }
-        if let Err(e) = req.state.sessions.delete(&ticket).await {
-            tracing::warn!(error = %e, "cannot delete a session at sign-out");
-            return Reply::page(Page::STORE_UNAVAILABLE, wants_json(session));
-        }
-    }
-    let name = &req.auth.cookie_name;
-    let cookie = &req.settings.cookie;
-    let clear_domain = cookie.set_cookie(name, "", req.auth.cookie_domain.as_deref(), "/", 0);
-    let clear_host = cookie.set_cookie(name, "", None, "/", 0);
-    let absolute = if rd.starts_with('/') {
-        format!("{}{rd}", req.origin)
-    } else {
-        rd.clone()
-    };
-    let target = req
-        .auth
-        .provider
-        .end_session_url(id_token.as_deref(), &absolute)
-        .await
-        .unwrap_or(rd);
-    Reply::redirect(target)
-        .header("set-cookie", clear_domain)
-        .header("set-cookie", clear_host)
-}
-
-/// Ends every session of the signed-in user, on every replica (`?everywhere=1`); `Some` with
-/// an error page when the store cannot.
-async fn sign_out_everywhere(session: &HttpSession, req: &Request<'_>, s: &Session) -> Option<Reply> {
-    let user = crate::session::UserKey::Subject {
-        provider: s.provider.clone(),
-        subject: s.identity.subject.clone(),
-    };
-    match req.state.sessions.revoke_user(&user).await {
-        Ok(n) => {
-            tracing::info!(provider = %s.provider, user = %s.identity.user(), sessions = n, "signed out everywhere");
-            None
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot sign a user out everywhere");
-            Some(Reply::page(Page::STORE_UNAVAILABLE, wants_json(session)))
-        }
-    }
-}
 
 async fn forward_auth(session: &HttpSession, req: &Request<'_>) -> Reply {
     match flow::decide(session, req, true).await {

@@ -204,19 +204,28 @@ impl IdentitySigner {
             "exp": exp,
             "jti": URL_SAFE_NO_PAD.encode(jti),
         });
-        let input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let mut signer = openssl::sign::Signer::new(MessageDigest::sha256(), &key.key)?;
-        let der = signer.sign_oneshot_to_vec(input.as_bytes())?;
-        // JWS wants r || s, each 32 bytes (RFC 7518 §3.4), not DER.
-        let sig = EcdsaSig::from_der(&der)?;
-        let mut raw = sig.r().to_vec_padded(32)?;
-        raw.extend(sig.s().to_vec_padded(32)?);
-        Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(raw)))
+        sign_es256(&key.key, &header, &claims)
     }
+}
+
+/// A compact JWS of `claims` under `header`, signed ES256 with `key` (an EC P-256 key).
+pub(crate) fn sign_es256(
+    key: &PKey<Private>,
+    header: &serde_json::Value,
+    claims: &serde_json::Value,
+) -> Result<String, openssl::error::ErrorStack> {
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let mut signer = openssl::sign::Signer::new(MessageDigest::sha256(), key)?;
+    let der = signer.sign_oneshot_to_vec(input.as_bytes())?;
+    // JWS wants r || s, each 32 bytes (RFC 7518 §3.4), not DER.
+    let sig = EcdsaSig::from_der(&der)?;
+    let mut raw = sig.r().to_vec_padded(32)?;
+    raw.extend(sig.s().to_vec_padded(32)?);
+    Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(raw)))
 }
 
 fn cache_key(who: &Identity, audience: &str) -> u64 {
@@ -253,7 +262,7 @@ fn parse_keys(text: &str) -> Result<Vec<(SigningKey, serde_json::Value)>, String
 }
 
 /// The public JWK of an EC P-256 key, `kid` = its RFC 7638 thumbprint.
-fn public_jwk(key: &PKey<Private>) -> Result<serde_json::Value, String> {
+pub(crate) fn public_jwk(key: &PKey<Private>) -> Result<serde_json::Value, String> {
     let ec = key
         .ec_key()
         .map_err(|_| "not an EC key: ES256 needs P-256".to_owned())?;

@@ -14,6 +14,8 @@ pub mod headers;
 pub mod identity_jwt;
 pub mod limits;
 pub mod login;
+pub mod logout;
+mod logout_token;
 pub mod outcome;
 pub mod page;
 pub mod policy;

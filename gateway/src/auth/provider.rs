@@ -23,6 +23,7 @@ use openidconnect::{
 };
 use serde::Deserialize;
 
+use super::logout_token::{self, LogoutClaims, LogoutTokenError};
 use super::policy::Identity;
 use crate::config::resolve;
 use crate::config::schema::{GithubSpec, OidcSpec, ProviderSpec};
@@ -55,6 +56,8 @@ pub struct SignIn {
     pub refresh_token: Option<String>,
     /// Raw ID token (OIDC).
     pub id_token: Option<String>,
+    /// The provider's session id (the ID token's `sid`), when it names one.
+    pub sid: Option<String>,
 }
 
 struct Discovered {
@@ -408,6 +411,43 @@ impl Provider {
         Err(refused.unwrap_or_else(|| ProviderError::Refused("no verifier for this issuer".into())))
     }
 
+    /// Verifies a back-channel logout token ([`logout_token::verify`]; OIDC providers only),
+    /// refetching the JWKS once when the signing key is unknown.
+    pub(crate) async fn verify_logout_token(&self, jwt: &str) -> Result<LogoutClaims, ProviderError> {
+        let Kind::Oidc(o) = &self.kind else {
+            return Err(ProviderError::Refused(
+                "back-channel logout needs an OIDC provider".into(),
+            ));
+        };
+        for attempt in 0..2 {
+            let d = self.discover(o, attempt > 0).await?;
+            let expected = logout_token::Expected {
+                issuer: &o.issuer,
+                audience: &self.client_id,
+                algorithms: &o.allowed_algorithms,
+            };
+            match logout_token::verify(jwt, d.metadata.jwks(), &expected, now()) {
+                Ok(claims) => return Ok(claims),
+                Err(LogoutTokenError::UnknownKey) if attempt == 0 => {}
+                Err(e) => return Err(ProviderError::Refused(format!("logout token rejected: {e}"))),
+            }
+        }
+        Err(ProviderError::Refused("logout token signed with an unknown key".into()))
+    }
+
+    /// The issuer of an OIDC provider with `frontchannel_logout` on: front-channel logout
+    /// requests must name it. `None`: the endpoint is off for this provider.
+    pub fn frontchannel_issuer(&self) -> Option<&str> {
+        match (&self.kind, &self.spec) {
+            (Kind::Oidc(o), ProviderSpec::Oidc(s) | ProviderSpec::Google(s) | ProviderSpec::Entra(s))
+                if s.frontchannel_logout =>
+            {
+                Some(&o.issuer)
+            }
+            _ => None,
+        }
+    }
+
     /// Refreshes a session's tokens (OIDC) or re-reads the user (GitHub).
     pub async fn refresh(&self, session: &Session) -> Result<SignIn, ProviderError> {
         let _span = crate::telemetry::child_with("provider.refresh", || self.span_attributes());
@@ -446,6 +486,7 @@ impl Provider {
                     access_expires_at: None,
                     refresh_token: None,
                     id_token: None,
+                    sid: None,
                 })
             }
         }
@@ -517,6 +558,7 @@ impl Provider {
             access_expires_at: None,
             refresh_token: None,
             id_token: None,
+            sid: None,
         })
     }
 
@@ -686,7 +728,9 @@ fn token_error<E: std::error::Error>(e: E) -> ProviderError {
 }
 
 fn oidc_sign_in(identity: Identity, response: &CoreTokenResponse, id_token: Option<String>) -> SignIn {
+    let sid = id_token.as_deref().and_then(|t| jwt_string_list(t, "sid").pop());
     SignIn {
+        sid,
         identity,
         access_token: Some(response.access_token().secret().clone()),
         access_expires_at: response.expires_in().map(|d| now() + d.as_secs()),

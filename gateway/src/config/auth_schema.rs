@@ -126,6 +126,10 @@ pub struct OidcSpec {
     /// Sign-out also ends the session at the provider (RP-initiated logout).
     #[serde(default)]
     pub end_session: bool,
+    /// Serve `/oauth2/frontchannel_logout` (OpenID Connect Front-Channel Logout): the
+    /// provider's logout page ends this provider session's gateway sessions by `iss` and `sid`.
+    #[serde(default)]
+    pub frontchannel_logout: bool,
     /// Claim holding group names.
     #[serde(default = "default_groups_claim")]
     pub groups_claim: String,

@@ -105,6 +105,7 @@ async fn mint_one(
         access_expires_at: None,
         refresh_token: None,
         id_token: None,
+        sid: None,
         created_at: t,
         refreshed_at: t,
         expires_at: t + req.ttl.as_secs(),

@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::policy::Identity;
-pub use store::{LockToken, MemoryStore, Store, StoreError, UserKey};
+pub use store::{LockToken, MemoryStore, Store, StoreError, UserKey, ONE_TIME_TOKEN_MEMORY};
 
 /// Seconds since the Unix epoch.
 pub fn now() -> u64 {
@@ -39,6 +39,10 @@ pub struct Session {
     pub refresh_token: Option<String>,
     /// The raw ID token (for `Authorization` upstream and logout hints).
     pub id_token: Option<String>,
+    /// The provider's session id (the ID token's `sid`): back- and front-channel logout end
+    /// the gateway sessions of a provider session by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     /// Sign-in time.
     pub created_at: u64,
     /// Last refresh (or sign-in) time.
@@ -275,6 +279,7 @@ mod tests {
             access_expires_at: Some(1000),
             refresh_token: None,
             id_token: None,
+            sid: None,
             created_at: 0,
             refreshed_at: 0,
             expires_at: 5000,
@@ -299,6 +304,7 @@ mod tests {
             access_expires_at: Some(refreshed_at + 30),
             refresh_token: Some("r".into()),
             id_token: None,
+            sid: None,
             created_at: 0,
             refreshed_at,
             expires_at: 100_000,

@@ -16,7 +16,7 @@ pub enum StoreError {
     Unavailable(String),
 }
 
-/// Whose sessions to end ([`Store::revoke_user`]).
+/// Whose sessions to end ([`Store::revoke_user`]): a user, or one session at the provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserKey {
     /// The user with this subject at this provider.
@@ -28,6 +28,14 @@ pub enum UserKey {
     },
     /// Every user with this email address (any provider; compared case-insensitively).
     Email(String),
+    /// Every gateway session begun in this session at the provider (the ID token's `sid`, as
+    /// OpenID Connect back- and front-channel logout name it).
+    ProviderSession {
+        /// Provider name.
+        provider: String,
+        /// The provider's `sid`.
+        sid: String,
+    },
 }
 
 impl UserKey {
@@ -38,6 +46,10 @@ impl UserKey {
             subject: session.identity.subject.clone(),
         }];
         keys.extend(session.identity.email.clone().map(UserKey::Email));
+        keys.extend(session.sid.clone().map(|sid| UserKey::ProviderSession {
+            provider: session.provider.clone(),
+            sid,
+        }));
         keys
     }
 
@@ -52,6 +64,9 @@ impl UserKey {
                 .email
                 .as_deref()
                 .is_some_and(|e| e.eq_ignore_ascii_case(email)),
+            UserKey::ProviderSession { provider, sid } => {
+                session.provider == *provider && session.sid.as_deref() == Some(sid.as_str())
+            }
         }
     }
 
@@ -60,12 +75,18 @@ impl UserKey {
         let text = match self {
             UserKey::Subject { provider, subject } => format!("sub\0{provider}\0{subject}"),
             UserKey::Email(email) => format!("email\0{}", email.to_ascii_lowercase()),
+            UserKey::ProviderSession { provider, sid } => format!("sid\0{provider}\0{sid}"),
         };
-        openssl::sha::sha256(text.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        sha256_hex(&text)
     }
+}
+
+/// The SHA-256 of `text` in lower-case hex: how stores name keys derived from outside data.
+pub(crate) fn sha256_hex(text: &str) -> String {
+    openssl::sha::sha256(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The owner's proof of a refresh lock: only the holder of the token releases it.
@@ -94,6 +115,12 @@ pub trait Store: Send + Sync {
     /// Ends every session of `user`, on every replica ("sign out everywhere", `authgate
     /// session revoke`); returns how many were ended.
     async fn revoke_user(&self, user: &UserKey) -> Result<usize, StoreError>;
+    /// As [`Store::revoke_user`], unless `token_id` (a logout token's `jti`) was used before:
+    /// `Ok(None)` then, and nothing is ended. The check and the revocation are one atomic step
+    /// across replicas: a replayed token ends nothing, and a revocation that fails leaves the
+    /// id unused, so the provider's retry is still accepted. Ids are remembered for
+    /// [`ONE_TIME_TOKEN_MEMORY`].
+    async fn revoke_user_once(&self, user: &UserKey, token_id: &str) -> Result<Option<usize>, StoreError>;
     /// True when the store can serve requests (for `/ready`).
     async fn ready(&self) -> bool;
     /// Takes a short lock on the session across replicas (refresh): `Some(token)` for the new
@@ -107,6 +134,10 @@ pub trait Store: Send + Sync {
         Ok(())
     }
 }
+
+/// How long [`Store::revoke_user_once`] remembers a token id: longer than any token it accepts
+/// lives (logout tokens are refused once issued more than a few minutes ago).
+pub const ONE_TIME_TOKEN_MEMORY: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Expires each session at its own `expires_at`.
 struct SessionExpiry;
@@ -137,6 +168,8 @@ impl moka::Expiry<[u8; 16], Arc<Session>> for SessionExpiry {
 /// each session leaves at its own expiry. A concurrent cache, no global lock.
 pub struct MemoryStore {
     sessions: moka::sync::Cache<[u8; 16], Arc<Session>>,
+    /// Token ids seen by [`Store::revoke_user_once`].
+    used_tokens: moka::sync::Cache<String, ()>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -152,6 +185,10 @@ impl MemoryStore {
             sessions: moka::sync::Cache::builder()
                 .max_capacity(max_entries)
                 .expire_after(SessionExpiry)
+                .build(),
+            used_tokens: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ONE_TIME_TOKEN_MEMORY)
                 .build(),
         }
     }
@@ -210,6 +247,14 @@ impl Store for MemoryStore {
         Ok(ids.len())
     }
 
+    async fn revoke_user_once(&self, user: &UserKey, token_id: &str) -> Result<Option<usize>, StoreError> {
+        // The entry API inserts atomically: of two concurrent uses, one is fresh.
+        if !self.used_tokens.entry(token_id.to_owned()).or_insert(()).is_fresh() {
+            return Ok(None);
+        }
+        self.revoke_user(user).await.map(Some)
+    }
+
     async fn ready(&self) -> bool {
         true
     }
@@ -229,6 +274,7 @@ mod tests {
             access_expires_at: None,
             refresh_token: None,
             id_token: None,
+            sid: None,
             created_at: t,
             refreshed_at: t,
             expires_at: t + 3600,
@@ -291,6 +337,32 @@ mod tests {
             alice.digest_hex(),
             UserKey::Email("alice@example.com".into()).digest_hex()
         );
+    }
+
+    #[tokio::test]
+    async fn a_provider_session_ends_once_per_logout_token() {
+        let store = MemoryStore::new(100);
+        let with_sid = |sid: &str| {
+            Arc::new(Session {
+                sid: Some(sid.into()),
+                ..(*session(0)).clone()
+            })
+        };
+        let (a, b) = (Ticket::new().unwrap(), Ticket::new().unwrap());
+        store.save(&a, with_sid("s1")).await.unwrap();
+        store.save(&b, with_sid("s2")).await.unwrap();
+        let s1 = UserKey::ProviderSession {
+            provider: "p".into(),
+            sid: "s1".into(),
+        };
+        assert_eq!(store.revoke_user_once(&s1, "jti-1").await.unwrap(), Some(1));
+        assert!(store.load(&a).await.unwrap().is_none());
+        assert!(store.load(&b).await.unwrap().is_some(), "another provider session");
+        // The same token again ends nothing, even a session begun since.
+        store.save(&a, with_sid("s1")).await.unwrap();
+        assert_eq!(store.revoke_user_once(&s1, "jti-1").await.unwrap(), None);
+        assert!(store.load(&a).await.unwrap().is_some());
+        assert_eq!(store.revoke_user_once(&s1, "jti-2").await.unwrap(), Some(1));
     }
 
     #[tokio::test]

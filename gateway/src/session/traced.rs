@@ -60,6 +60,14 @@ impl Store for TracedStore {
         traced("session_store.revoke_user", self.0.revoke_user(user)).await
     }
 
+    async fn revoke_user_once(&self, user: &UserKey, token_id: &str) -> Result<Option<usize>, StoreError> {
+        traced(
+            "session_store.revoke_user_once",
+            self.0.revoke_user_once(user, token_id),
+        )
+        .await
+    }
+
     async fn ready(&self) -> bool {
         self.0.ready().await
     }

@@ -39,6 +39,11 @@ pub struct Extra {
     pub main: String,
     /// Start a second gateway (`gw_b`) with the same configuration on other ports.
     pub second_gateway: bool,
+    /// The provider POSTs logout tokens to app1's `/oauth2/backchannel_logout` on the first
+    /// gateway when a user signs out there.
+    pub backchannel_logout: bool,
+    /// Appended inside provider `corp`'s braces (e.g. `, frontchannel_logout: true`).
+    pub corp_extra: String,
 }
 
 impl AuthEnv {
@@ -67,17 +72,22 @@ impl AuthEnv {
         origins.extend(hosts.iter().map(|h| Self::origin(&b_ports, h)));
         // An app outside the cookie domain (per-app cookie domain tests).
         origins.push(Self::origin(&config, OTHER_HOST));
-        let idp = Idp::start(&ca, "gateway", CLIENT_SECRET, &origins, ttl);
         let extra = extra(&ca, &config);
         std::fs::write(config.path().join("ca.pem"), ca.cert_pem()).unwrap();
+        let mut idp_config = Idp::config("gateway", CLIENT_SECRET, &origins, ttl);
+        if extra.backchannel_logout {
+            let uri = format!("{}/oauth2/backchannel_logout", origins[0]);
+            Idp::enable_backchannel_logout(&mut idp_config, &uri, &config.path().join("ca.pem"));
+        }
+        let idp = Idp::start_script(&ca, "server.mjs", idp_config);
         let (crt, key) = ca.write_leaf(config.path(), "wildcard", &["*.example.com", "*.other.test"]);
         config.write_main(
             &[(&crt, &key)],
             &format!(
                 "cookie: {{ name: _authgate, domain: .example.com, secrets_env: {COOKIE_SECRET}, expire: 2h{cookie_extra} }}\n\
                  providers:\n  corp: {{ type: oidc, issuer_url: \"{}\", client_id: gateway, client_secret_env: CORP_SECRET,\n\
-                 \x20        scopes: [openid, email, profile, groups], ca_file: ca.pem, end_session: false }}\n{}{}",
-                idp.issuer, extra.providers, extra.main
+                 \x20        scopes: [openid, email, profile, groups], ca_file: ca.pem, end_session: false{} }}\n{}{}",
+                idp.issuer, extra.corp_extra, extra.providers, extra.main
             ),
         );
         config.write_app(
@@ -191,6 +201,45 @@ impl AuthEnv {
     pub fn url_b(&self, host: &str, path: &str) -> String {
         format!("https://{host}:{}{path}", self.gw_b.as_ref().unwrap().https.port())
     }
+}
+
+/// The status of a GET of `url` with `cookie` (0 when the request fails).
+pub async fn status_with_cookie(client: &reqwest::Client, url: &str, cookie: &str) -> u16 {
+    match client
+        .get(url)
+        .header("cookie", cookie)
+        .header("accept", "application/json")
+        .send()
+        .await
+    {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+/// Polls `url` with `cookie` until it answers `want`; fails after one second.
+pub async fn wait_for_status(client: &reqwest::Client, url: &str, cookie: &str, want: u16) {
+    let started = std::time::Instant::now();
+    loop {
+        let s = status_with_cookie(client, url, cookie).await;
+        if s == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{url}: still {s} after 1 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A claim of the ID token the upstream received (`Authorization: Bearer`, app1).
+pub fn id_token_claim(echo: &serde_json::Value, claim: &str) -> Option<String> {
+    let token = header(echo, "authorization")?.strip_prefix("Bearer ")?;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims[claim].as_str().map(str::to_owned)
 }
 
 pub fn header<'a>(echo: &'a serde_json::Value, name: &str) -> Option<&'a str> {

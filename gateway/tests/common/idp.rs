@@ -99,6 +99,15 @@ impl Idp {
         })
     }
 
+    /// Registers `logout_uri` as the first client's back-channel logout URI (with `sid` in ID
+    /// and logout tokens), and lets the provider reach it on loopback trusting `ca_file`.
+    pub fn enable_backchannel_logout(config: &mut serde_json::Value, logout_uri: &str, ca_file: &Path) {
+        let client = &mut config["clients"][0];
+        client["backchannel_logout_uri"] = logout_uri.into();
+        client["backchannel_logout_session_required"] = true.into();
+        config["outbound"] = serde_json::json!({ "ca_file": ca_file, "connect_host": "127.0.0.1" });
+    }
+
     /// The OpenID provider with one client whose callbacks are on `origins`.
     pub fn start(ca: &TestCa, client_id: &str, secret: &str, origins: &[String], ttl: serde_json::Value) -> Idp {
         Self::start_script(ca, "server.mjs", Self::config(client_id, secret, origins, ttl))
@@ -113,20 +122,71 @@ impl Idp {
             .unwrap()
     }
 
-    /// `(token endpoint calls, successful refresh grants)` so far (`GET /__stats`).
-    pub async fn token_stats(&self, ca: &TestCa) -> (u64, u64) {
-        let v: serde_json::Value = Self::hooks_client(ca)
+    /// The provider's counters (`GET /__stats`): `token_calls`, `refresh_grants`,
+    /// `backchannel_ok`, `backchannel_errors`.
+    pub async fn stats(&self, ca: &TestCa) -> serde_json::Value {
+        Self::hooks_client(ca)
             .get(format!("{}/__stats", self.issuer))
             .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// `(token endpoint calls, successful refresh grants)` so far.
+    pub async fn token_stats(&self, ca: &TestCa) -> (u64, u64) {
+        let v = self.stats(ca).await;
         (
             v["token_calls"].as_u64().unwrap(),
             v["refresh_grants"].as_u64().unwrap(),
         )
+    }
+
+    /// A logout token for client `gateway` naming `sub` and `sid`, signed by the provider as
+    /// its own back-channel logout signs them (`POST /__logout_token`).
+    pub async fn logout_token(&self, ca: &TestCa, sub: &str, sid: &str) -> String {
+        let r = Self::hooks_client(ca)
+            .post(format!("{}/__logout_token", self.issuer))
+            .query(&[("client_id", "gateway"), ("sub", sub), ("sid", sid)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    }
+
+    /// Signs `browser` out at the provider, as its own logout page does (the RP-less
+    /// `/session/end`, confirmed with the page's xsrf token).
+    pub async fn sign_out(&self, browser: &Browser) {
+        let page = browser
+            .get(format!("{}/session/end", self.issuer))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let attribute = |marker: &str| {
+            page.split(marker)
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap()
+                .to_owned()
+        };
+        let action = reqwest::Url::parse(&self.issuer)
+            .unwrap()
+            .join(&attribute("action=\""))
+            .unwrap();
+        let xsrf = attribute("name=\"xsrf\" value=\"");
+        let r = browser
+            .post(action)
+            .form(&[("xsrf", xsrf.as_str()), ("logout", "yes")])
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_redirection() || r.status().is_success(), "{}", r.status());
     }
 
     /// Sets token endpoint faults (`token_status`, `token_delay_ms`; 0 clears).

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use super::{Op, RedisStore};
 use crate::session::seal::{open_raw, seal_raw};
-use crate::session::store::{LockToken, Store, StoreError, UserKey};
+use crate::session::store::{sha256_hex, LockToken, Store, StoreError, UserKey, ONE_TIME_TOKEN_MEMORY};
 use crate::session::{now, Session, Ticket};
 
 const RECORD_MAGIC: &[u8; 3] = b"AG2";
@@ -30,8 +30,10 @@ return 1
 
 /// Ends every session listed in the user index `KEYS[1]`: deletes each record `ARGV[1]..id`,
 /// publishes each id on `ARGV[2]` (every replica drops its cached copy), deletes the index, and
-/// returns how many records existed.
+/// returns how many records existed. With `KEYS[2]` (a one-time token's key), first claims it
+/// for `ARGV[3]` seconds, and returns -1 without ending anything when it was claimed before.
 const REVOKE_SCRIPT: &str = r"
+if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then return -1 end
 local ids = redis.call('SMEMBERS', KEYS[1])
 local n = 0
 for _, id in ipairs(ids) do
@@ -123,6 +125,35 @@ impl RedisStore {
         );
         self.revoked.invalidate(&ticket.id);
         self.cache.insert(ticket.id, session).await;
+    }
+
+    /// Runs [`REVOKE_SCRIPT`] for `user`, guarded by the one-time token key `guard` when
+    /// given: `None` when that token was used before.
+    async fn revoke(&self, user: &UserKey, guard: Option<String>) -> Result<Option<usize>, StoreError> {
+        let index = self.user_index(user);
+        let records = format!("{}s:", self.prefix);
+        let channel = self.channel.clone();
+        let remember = ONE_TIME_TOKEN_MEMORY.as_secs();
+        let n: i64 = self
+            .run("revoke", |mut c| {
+                let (index, records, channel, guard) = (index.clone(), records.clone(), channel.clone(), guard.clone());
+                async move {
+                    let mut cmd = redis::cmd("EVAL");
+                    cmd.arg(REVOKE_SCRIPT)
+                        .arg(if guard.is_some() { 2 } else { 1 })
+                        .arg(&index);
+                    if let Some(guard) = &guard {
+                        cmd.arg(guard);
+                    }
+                    cmd.arg(&records).arg(&channel).arg(remember).query_async(&mut c).await
+                }
+            })
+            .await?;
+        if n < 0 {
+            return Ok(None);
+        }
+        self.metrics.invalidations.with_label_values(&["sent"]).inc();
+        Ok(Some(usize::try_from(n).unwrap_or(0)))
     }
 }
 
@@ -260,26 +291,12 @@ impl Store for RedisStore {
     }
 
     async fn revoke_user(&self, user: &UserKey) -> Result<usize, StoreError> {
-        let index = self.user_index(user);
-        let records = format!("{}s:", self.prefix);
-        let channel = self.channel.clone();
-        let n: i64 = self
-            .run("revoke", |mut c| {
-                let (index, records, channel) = (index.clone(), records.clone(), channel.clone());
-                async move {
-                    redis::cmd("EVAL")
-                        .arg(REVOKE_SCRIPT)
-                        .arg(1)
-                        .arg(&index)
-                        .arg(&records)
-                        .arg(&channel)
-                        .query_async(&mut c)
-                        .await
-                }
-            })
-            .await?;
-        self.metrics.invalidations.with_label_values(&["sent"]).inc();
-        Ok(usize::try_from(n).unwrap_or(0))
+        Ok(self.revoke(user, None).await?.unwrap_or(0))
+    }
+
+    async fn revoke_user_once(&self, user: &UserKey, token_id: &str) -> Result<Option<usize>, StoreError> {
+        let guard = format!("{}t:{}", self.prefix, sha256_hex(token_id));
+        self.revoke(user, Some(guard)).await
     }
 
     async fn lock(&self, ticket: &Ticket, ttl: Duration) -> Result<Option<LockToken>, StoreError> {

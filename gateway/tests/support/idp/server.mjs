@@ -7,6 +7,7 @@
 // else goes to stderr. Exits 0 on SIGTERM/SIGINT, 1 on a bad config.
 // See README.md in this folder for the config schema and the login sequence.
 import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
 import * as https from 'node:https';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -141,11 +142,63 @@ function validateConfig(configPath, cfg) {
     throw new ConfigError('"id_token_signing_algs" must be an array of JWS algorithm names');
   }
   const idTokenAlgs = cfg.id_token_signing_algs;
+  const outbound = readOutbound(configPath, cfg.outbound);
 
   return {
-    listenAddr, issuerHost, tls, clients, users, ttl, rotation, keys, idTokenAlgs,
+    listenAddr, issuerHost, tls, clients, users, ttl, rotation, keys, idTokenAlgs, outbound,
     logRequests: cfg.log_requests === true || process.env.IDP_LOG_REQUESTS === '1',
   };
+}
+
+// "outbound": { "ca_file": <PEM>, "connect_host": "127.0.0.1" }: the provider's own requests
+// (back-channel logout POSTs) go to connect_host whatever the URL's host name, trusting ca_file:
+// relying parties on test host names (app1.example.com) served on loopback.
+function readOutbound(configPath, outbound) {
+  if (outbound === undefined || outbound === null) return undefined;
+  if (typeof outbound !== 'object') throw new ConfigError('"outbound" must be an object');
+  if (typeof outbound.ca_file !== 'string') throw new ConfigError('"outbound.ca_file" must be a path');
+  const connectHost = outbound.connect_host ?? '127.0.0.1';
+  if (typeof connectHost !== 'string') throw new ConfigError('"outbound.connect_host" must be a host');
+  let ca;
+  try {
+    ca = fs.readFileSync(resolvePath(configPath, outbound.ca_file));
+  } catch (err) {
+    throw new ConfigError(`cannot read outbound.ca_file: ${err.code || err.message}`);
+  }
+  return { ca, connectHost };
+}
+
+// A fetch() for oidc-provider's outbound requests that connects to `connectHost` and checks the
+// server's certificate for the URL's host name against `ca` only.
+function loopbackFetch({ ca, connectHost }) {
+  return (url, options = {}) => new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const headers = Object.fromEntries(new Headers(options.headers));
+    const body = options.body === undefined || options.body === null ? undefined : String(options.body);
+    if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
+    const req = https.request({
+      host: connectHost,
+      port: u.port || 443,
+      path: `${u.pathname}${u.search}`,
+      method: options.method || 'GET',
+      servername: u.hostname,
+      headers: { ...headers, host: u.host },
+      ca,
+      signal: options.signal,
+    }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const empty = [101, 204, 205, 304].includes(res.statusCode);
+        const responseHeaders = Object.entries(res.headers).filter(([, v]) => typeof v === 'string');
+        resolve(new Response(empty ? null : Buffer.concat(chunks), { status: res.statusCode, headers: responseHeaders }));
+      });
+    });
+    req.on('error', reject);
+    if (body !== undefined) req.write(body);
+    req.end();
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -208,6 +261,8 @@ function providerConfiguration(conf, Provider) {
         postLogoutSuccessSource,
       },
       revocation: { enabled: true },
+      // Clients registering a backchannel_logout_uri get a logout token POSTed at sign-out.
+      backchannelLogout: { enabled: true },
       introspection: { enabled: true },
       userinfo: { enabled: true },
     },
@@ -221,6 +276,7 @@ function providerConfiguration(conf, Provider) {
     ...(rotateRefreshToken === undefined ? {} : { rotateRefreshToken }),
     ttl: { ...ttl },
     renderError,
+    ...(conf.outbound ? { fetch: loopbackFetch(conf.outbound) } : {}),
   };
 }
 
@@ -378,6 +434,19 @@ function quietProviderWarnings() {
   };
 }
 
+// A logout token for `client_id`, made and signed exactly as oidc-provider's own back-channel
+// logout makes it (lib/models/client.js backchannelLogout).
+async function issueLogoutToken(provider, params) {
+  const client = await provider.Client.find(params.get('client_id') ?? '');
+  if (!client) throw new Error('unknown client_id');
+  const token = new provider.IdToken({ sub: params.get('sub') ?? undefined }, { client, ctx: undefined });
+  token.mask = { sub: null };
+  token.set('events', { 'http://schemas.openid.net/event/backchannel-logout': {} });
+  token.set('jti', crypto.randomUUID());
+  if (params.get('sid')) token.set('sid', params.get('sid'));
+  return token.issue({ use: 'logout' });
+}
+
 async function main() {
   if (typeof URL.parse !== 'function' || typeof crypto.hash !== 'function') {
     throw new ConfigError(`Node.js >= 20.18 is required (this is ${process.version})`);
@@ -428,8 +497,14 @@ async function main() {
     });
   }
 
-  // Test hooks: token endpoint call counts (GET /__stats) and faults (POST /__control?...).
-  const stats = { token_calls: 0, refresh_grants: 0 };
+  // Test hooks: token endpoint call counts (GET /__stats), faults (POST /__control?...), and
+  // logout tokens as the provider signs them (POST /__logout_token?client_id=&sub=&sid=).
+  const stats = { token_calls: 0, refresh_grants: 0, backchannel_ok: 0, backchannel_errors: 0 };
+  provider.on('backchannel.success', () => { stats.backchannel_ok += 1; });
+  provider.on('backchannel.error', (ctx, err, client) => {
+    stats.backchannel_errors += 1;
+    log(`backchannel logout to ${client?.backchannelLogoutUri} failed: ${err?.message}`);
+  });
   const faults = { token_status: 0, token_delay_ms: 0 };
   provider.on('grant.success', (ctx) => {
     if (ctx.oidc?.params?.grant_type === 'refresh_token') stats.refresh_grants += 1;
@@ -442,6 +517,16 @@ async function main() {
     if (url.pathname === '/__stats' && req.method === 'GET') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(stats));
+      return;
+    }
+    if (url.pathname === '/__logout_token' && req.method === 'POST') {
+      issueLogoutToken(provider, url.searchParams).then((token) => {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end(token);
+      }, (err) => {
+        res.writeHead(400, { 'content-type': 'text/plain' });
+        res.end(err.message);
+      });
       return;
     }
     if (url.pathname === '/__control' && req.method === 'POST') {
