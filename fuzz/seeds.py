@@ -124,3 +124,27 @@ put('config_load', 'example-no-files-app1', bare + '\0' + open(f'{cfg}/apps.d/ap
 put('config_load', 'redis-sentinel', 'listen: { https: "127.0.0.1:8443" }\ntls: { certificates: [] }\nsessions:\n  store: redis\n  redis:\n    sentinel: { master: mymaster, addresses: ["127.0.0.1:26379"] }\n    key_prefix: "authgate:"\n  cache: { max_entries: 1000 }\n\0host: a.example.com\nupstreams: ["https://[::1]:9443/"]\nhealth_check: { path: /healthz, interval: 100ms }\ntimeouts: { connect: 250ms, read: 2m }\n')
 put('config_load', 'github-provider', 'listen: { https: "127.0.0.1:8443" }\ntls: { certificates: [] }\ncookie: { secrets_env: AUTHGATE_COOKIE_SECRETS, expire: 1h }\nproviders:\n  gh: { type: github, client_id: x, client_secret_env: CORP_CLIENT_SECRET }\n\0host: "*.preview.example.com"\nupstreams: ["127.0.0.1:9001", "http://127.0.0.1"]\nauth:\n  provider: gh\n  github_org: [acme]\n  github_team: [acme/ops]\n  skip_auth_routes: ["GET,HEAD=^/healthz$", "^/public/"]\n  api_routes: ["^/api/"]\n')
 put('config_load', 'broken-yaml', 'listen: [\0host: [\n')
+
+# logout_token: tokens signed with the fixed key of fuzz_targets/logout_token.rs (its JWKS holds
+# the public half), valid at its NOW, and variants the verifier must refuse.
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+LOGOUT_KEY = ec.derive_private_key(0x6c6f676f75742d66757a7a2d6b65792d6e6f742d736563726574, ec.SECP256R1())
+def b64(b): return base64.urlsafe_b64encode(b).rstrip(b'=').decode()
+def jws(header, claims):
+    signing_input = b64(json.dumps(header).encode()) + '.' + b64(json.dumps(claims).encode())
+    r, s = decode_dss_signature(LOGOUT_KEY.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+    return signing_input + '.' + b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))
+NOW = 1_800_000_000
+EVENT = {'http://schemas.openid.net/event/backchannel-logout': {}}
+good = {'iss': 'https://idp.example.com', 'aud': 'gateway', 'iat': NOW, 'exp': NOW + 120,
+        'jti': 'j1', 'sub': 'alice', 'sid': 's1', 'events': EVENT}
+header = {'alg': 'ES256', 'typ': 'logout+jwt', 'kid': 'fuzz'}
+put('logout_token', 'valid', jws(header, good))
+put('logout_token', 'valid-sid-only', jws({'alg': 'ES256'}, {k: v for k, v in good.items() if k != 'sub'}))
+put('logout_token', 'valid-aud-list', jws(header, dict(good, aud=['x', 'gateway'])))
+put('logout_token', 'id-token-with-nonce', jws(header, dict(good, nonce='n')))
+put('logout_token', 'no-event', jws(header, dict(good, events={})))
+put('logout_token', 'alg-none', b64(b'{"alg":"none"}') + '.' + b64(json.dumps(good).encode()) + '.')
+put('logout_token', 'encrypted-shape', 'a.b.c.d.e')

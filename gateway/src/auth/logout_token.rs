@@ -18,14 +18,14 @@ const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 /// Logout tokens issued longer ago than this are refused (their `jti` is remembered longer:
 /// [`crate::session::ONE_TIME_TOKEN_MEMORY`]).
-pub(crate) const MAX_AGE_SECS: u64 = 300;
+pub const MAX_AGE_SECS: u64 = 300;
 
 /// Clock skew tolerated between the provider and the gateway.
 const SKEW_SECS: u64 = 60;
 
 /// Whose sessions a verified logout token ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LogoutClaims {
+pub struct LogoutClaims {
     /// The user at the provider, when named.
     pub sub: Option<String>,
     /// The provider session, when named.
@@ -36,7 +36,7 @@ pub(crate) struct LogoutClaims {
 
 /// Why a logout token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum LogoutTokenError {
+pub enum LogoutTokenError {
     /// No key of the JWKS has the token's `kid` (the provider may have rotated: refetch once).
     #[error("signed with a key the provider does not list")]
     UnknownKey,
@@ -50,7 +50,7 @@ fn invalid(message: impl Into<String>) -> LogoutTokenError {
 }
 
 /// What a logout token must name.
-pub(crate) struct Expected<'a> {
+pub struct Expected<'a> {
     /// The provider's issuer.
     pub issuer: &'a str,
     /// This gateway's client id.
@@ -95,7 +95,7 @@ fn decode<T: serde::de::DeserializeOwned>(part: &str, what: &str) -> Result<T, L
 }
 
 /// Verifies `jwt` against the provider's `keys` and `expected`, at Unix time `now`.
-pub(crate) fn verify(
+pub fn verify(
     jwt: &str,
     keys: &CoreJsonWebKeySet,
     expected: &Expected<'_>,

@@ -15,7 +15,7 @@ pub mod identity_jwt;
 pub mod limits;
 pub mod login;
 pub mod logout;
-mod logout_token;
+pub mod logout_token;
 pub mod outcome;
 pub mod page;
 pub mod policy;
