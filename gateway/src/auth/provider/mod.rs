@@ -11,22 +11,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreIdTokenClaims, CoreJwsSigningAlgorithm, CoreTokenResponse,
+    CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreJwsSigningAlgorithm, CoreTokenResponse,
 };
 use openidconnect::{
     AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
     EndpointSet, IssuerUrl, JsonWebKeySet, LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
     PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout, RedirectUrl, RefreshToken, Scope,
 };
-use serde::Deserialize;
+
+mod build;
+mod claims;
+mod github;
+
+use build::{extra_issuers, oidc};
+pub use claims::unverified_identity;
+use claims::{jwt_string_list, verified};
+use github::{github, Github};
 
 use super::logout_token::{self, LogoutClaims, LogoutTokenError};
 use super::policy::Identity;
 use crate::config::resolve;
-use crate::config::schema::{GithubSpec, OidcSpec, ProviderSpec};
+use crate::config::schema::ProviderSpec;
 use crate::session::{now, Session};
 
 type OidcClient =
@@ -80,12 +86,6 @@ struct Oidc {
 /// Unknown signing keys refetch the JWKS at most this often, so forged tokens cannot make
 /// the gateway hammer the provider.
 const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
-
-struct Github {
-    login_url: String,
-    api_url: String,
-    scopes: Vec<String>,
-}
 
 enum Kind {
     Oidc(Oidc),
@@ -274,18 +274,7 @@ impl Provider {
                 }
                 Ok(req.url().0.to_string())
             }
-            Kind::Github(g) => {
-                let mut url =
-                    url::Url::parse(&format!("{}/login/oauth/authorize", g.login_url)).map_err(unavailable)?;
-                url.query_pairs_mut()
-                    .append_pair("client_id", &self.client_id)
-                    .append_pair("redirect_uri", redirect.as_str())
-                    .append_pair("scope", &g.scopes.join(" "))
-                    .append_pair("state", state)
-                    .append_pair("code_challenge", challenge.as_str())
-                    .append_pair("code_challenge_method", "S256");
-                Ok(url.to_string())
-            }
+            Kind::Github(g) => self.github_authorize_url(g, redirect.as_str(), state, &challenge),
         }
     }
 
@@ -512,206 +501,6 @@ impl Provider {
         url.query_pairs_mut().append_pair("client_id", &self.client_id);
         Some(url.to_string())
     }
-
-    async fn github_sign_in(
-        &self,
-        g: &Github,
-        code: &str,
-        redirect: &str,
-        verifier: &str,
-    ) -> Result<SignIn, ProviderError> {
-        #[derive(Deserialize)]
-        struct TokenAnswer {
-            access_token: Option<String>,
-            error: Option<String>,
-        }
-        let answer: TokenAnswer = self
-            .http
-            .post(format!("{}/login/oauth/access_token", g.login_url))
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(&[
-                ("client_id", self.client_id.as_str()),
-                ("client_secret", self.client_secret.as_str()),
-                ("code", code),
-                ("redirect_uri", redirect),
-                ("code_verifier", verifier),
-            ])
-            .send()
-            .await
-            .map_err(unavailable)?
-            .json()
-            .await
-            .map_err(unavailable)?;
-        let token = match (answer.access_token, answer.error) {
-            (Some(t), _) => t,
-            (None, e) => {
-                return Err(ProviderError::Refused(format!(
-                    "GitHub refused the code: {}",
-                    e.unwrap_or_default()
-                )))
-            }
-        };
-        let identity = self.github_identity(g, &token).await?;
-        Ok(SignIn {
-            identity,
-            access_token: Some(token),
-            access_expires_at: None,
-            refresh_token: None,
-            id_token: None,
-            sid: None,
-        })
-    }
-
-    async fn github_get<T: serde::de::DeserializeOwned>(
-        &self,
-        g: &Github,
-        token: &str,
-        path: &str,
-    ) -> Result<T, ProviderError> {
-        let resp = self
-            .http
-            .get(format!("{}{path}", g.api_url))
-            .bearer_auth(token)
-            .header(reqwest::header::ACCEPT, "application/vnd.github+json")
-            .send()
-            .await
-            .map_err(unavailable)?;
-        match resp.status().as_u16() {
-            200 => resp.json().await.map_err(unavailable),
-            401 | 403 => Err(ProviderError::Refused(format!("GitHub refused the token on {path}"))),
-            s => Err(ProviderError::Unavailable(format!("GitHub answered {s} on {path}"))),
-        }
-    }
-
-    async fn github_identity(&self, g: &Github, token: &str) -> Result<Identity, ProviderError> {
-        #[derive(Deserialize)]
-        struct User {
-            login: String,
-            id: u64,
-        }
-        #[derive(Deserialize)]
-        struct EmailEntry {
-            email: String,
-            primary: bool,
-            verified: bool,
-        }
-        #[derive(Deserialize)]
-        struct Org {
-            login: String,
-        }
-        #[derive(Deserialize)]
-        struct Team {
-            slug: String,
-            organization: Org,
-        }
-        let user: User = self.github_get(g, token, "/user").await?;
-        let emails: Vec<EmailEntry> = self.github_get(g, token, "/user/emails").await?;
-        let orgs: Vec<Org> = self.github_get(g, token, "/user/orgs").await?;
-        let teams: Vec<Team> = self.github_get(g, token, "/user/teams").await?;
-        let email = emails
-            .iter()
-            .find(|e| e.primary && e.verified)
-            .or_else(|| emails.iter().find(|e| e.verified));
-        Ok(Identity {
-            subject: user.id.to_string(),
-            email: email.map(|e| e.email.clone()),
-            email_verified: email.is_some(),
-            preferred_username: Some(user.login),
-            groups: Vec::new(),
-            github_orgs: orgs.into_iter().map(|o| o.login).collect(),
-            github_teams: teams
-                .into_iter()
-                .map(|t| format!("{}/{}", t.organization.login, t.slug))
-                .collect(),
-        })
-    }
-}
-
-fn oidc(o: &OidcSpec, default_issuer: Option<&str>) -> Result<Oidc, (String, String)> {
-    let issuer = o
-        .issuer_url
-        .clone()
-        .or_else(|| default_issuer.map(str::to_owned))
-        .ok_or_else(|| {
-            (
-                "issuer_url".to_owned(),
-                "is required, e.g. https://idp.example.com".to_owned(),
-            )
-        })?;
-    let parsed =
-        url::Url::parse(&issuer).map_err(|e| ("issuer_url".to_owned(), format!("{issuer:?} is not a URL: {e}")))?;
-    if parsed.scheme() != "https" {
-        return Err(("issuer_url".to_owned(), format!("{issuer:?} must be an https:// URL")));
-    }
-    if !o.scopes.iter().any(|s| s == "openid") {
-        return Err(("scopes".to_owned(), "must include \"openid\"".to_owned()));
-    }
-    Ok(Oidc {
-        allowed_algorithms: allowed_algorithms(&o.allowed_algorithms)?,
-        issuer,
-        scopes: o.scopes.clone(),
-        end_session: o.end_session,
-        groups_claim: o.groups_claim.clone(),
-        discovered: ArcSwapOption::empty(),
-        discovering: tokio::sync::Mutex::new(None),
-        audience: None,
-    })
-}
-
-/// The verifiers of `extra_jwt_issuers` (`issuer=audience`), sharing the provider's algorithms
-/// and groups claim.
-fn extra_issuers(o: &OidcSpec) -> Result<Vec<Oidc>, (String, String)> {
-    let mut out = Vec::new();
-    for (i, entry) in o.extra_jwt_issuers.iter().enumerate() {
-        let (issuer, audience) =
-            super::extra_issuers::parse(entry).map_err(|m| (format!("extra_jwt_issuers[{i}]"), m))?;
-        out.push(Oidc {
-            issuer,
-            audience: Some(audience),
-            allowed_algorithms: allowed_algorithms(&o.allowed_algorithms)?,
-            scopes: Vec::new(),
-            end_session: false,
-            groups_claim: o.groups_claim.clone(),
-            discovered: ArcSwapOption::empty(),
-            discovering: tokio::sync::Mutex::new(None),
-        });
-    }
-    Ok(out)
-}
-
-/// The configured `allowed_algorithms`: asymmetric JWS algorithms only, at least one.
-fn allowed_algorithms(names: &[String]) -> Result<Vec<CoreJwsSigningAlgorithm>, (String, String)> {
-    use crate::config::schema::ASYMMETRIC_ALGORITHMS;
-    let field = || "allowed_algorithms".to_owned();
-    if names.is_empty() {
-        return Err((field(), "give at least one algorithm, e.g. [RS256]".to_owned()));
-    }
-    names
-        .iter()
-        .map(|n| {
-            if !ASYMMETRIC_ALGORITHMS.contains(&n.as_str()) {
-                return Err((
-                    field(),
-                    format!("{n:?} is not allowed: use asymmetric algorithms only ({ASYMMETRIC_ALGORITHMS:?})"),
-                ));
-            }
-            serde_json::from_value(serde_json::Value::String(n.clone())).map_err(|e| (field(), format!("{n:?}: {e}")))
-        })
-        .collect()
-}
-
-fn github(g: &GithubSpec) -> Result<Github, (String, String)> {
-    for (field, value) in [("login_url", &g.login_url), ("api_url", &g.api_url)] {
-        let ok = url::Url::parse(value).is_ok_and(|u| matches!(u.scheme(), "https" | "http"));
-        if !ok {
-            return Err((field.to_owned(), format!("{value:?} is not an http(s) URL")));
-        }
-    }
-    Ok(Github {
-        login_url: g.login_url.trim_end_matches('/').to_owned(),
-        api_url: g.api_url.trim_end_matches('/').to_owned(),
-        scopes: g.scopes.clone(),
-    })
 }
 
 fn token_error<E: std::error::Error>(e: E) -> ProviderError {
@@ -739,59 +528,6 @@ fn oidc_sign_in(identity: Identity, response: &CoreTokenResponse, id_token: Opti
     }
 }
 
-/// The identity and expiry (Unix seconds) of verified claims.
-fn verified(claims: &CoreIdTokenClaims, raw_jwt: &str, groups_claim: &str) -> (Identity, u64) {
-    let exp = u64::try_from(claims.expiration().timestamp()).unwrap_or(0);
-    (identity_from_claims(claims, raw_jwt, groups_claim), exp)
-}
-
-/// Reads the identity from verified claims; groups come from the (verified) JWT payload.
-fn identity_from_claims(claims: &CoreIdTokenClaims, raw_jwt: &str, groups_claim: &str) -> Identity {
-    Identity {
-        subject: claims.subject().as_str().to_owned(),
-        email: claims.email().map(|e| e.as_str().to_owned()),
-        email_verified: claims.email_verified().unwrap_or(false),
-        preferred_username: claims.preferred_username().map(|u| u.as_str().to_owned()),
-        groups: jwt_string_list(raw_jwt, groups_claim),
-        github_orgs: Vec::new(),
-        github_teams: Vec::new(),
-    }
-}
-
-/// The identity a JWT's claims describe, read **without** verifying it (for `authgate explain`,
-/// which works offline; the gateway itself only reads verified tokens).
-pub fn unverified_identity(jwt: &str, provider: &Provider) -> Identity {
-    let payload = jwt.split('.').nth(1).and_then(|p| URL_SAFE_NO_PAD.decode(p).ok());
-    let claims: serde_json::Value = payload
-        .and_then(|p| serde_json::from_slice(&p).ok())
-        .unwrap_or_default();
-    let text = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
-    let groups_claim = match &provider.kind {
-        Kind::Oidc(o) => o.groups_claim.as_str(),
-        Kind::Github(_) => "groups",
-    };
-    Identity {
-        subject: text("sub").unwrap_or_default(),
-        email: text("email"),
-        email_verified: claims.get("email_verified").and_then(|v| v.as_bool()).unwrap_or(false),
-        preferred_username: text("preferred_username"),
-        groups: jwt_string_list(jwt, groups_claim),
-        github_orgs: Vec::new(),
-        github_teams: Vec::new(),
-    }
-}
-
-/// A claim holding a string or a list of strings, from a JWT whose signature was verified.
-fn jwt_string_list(jwt: &str, claim: &str) -> Vec<String> {
-    let payload = jwt.split('.').nth(1).and_then(|p| URL_SAFE_NO_PAD.decode(p).ok());
-    let value: Option<serde_json::Value> = payload.and_then(|p| serde_json::from_slice(&p).ok());
-    match value.as_ref().and_then(|v| v.get(claim)) {
-        Some(serde_json::Value::Array(items)) => items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect(),
-        Some(serde_json::Value::String(s)) => vec![s.clone()],
-        _ => Vec::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -813,32 +549,5 @@ mod tests {
         assert!(matches!(e, ProviderError::Unavailable(_)), "{e:?}");
         let e = token_error(Text("Server returned error response: invalid_grant"));
         assert!(matches!(e, ProviderError::Refused(_)), "{e:?}");
-    }
-
-    #[test]
-    fn only_asymmetric_algorithms_can_be_allowed() {
-        assert_eq!(
-            allowed_algorithms(&["RS256".into(), "EdDSA".into()]).unwrap(),
-            vec![
-                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
-                CoreJwsSigningAlgorithm::EdDsa
-            ]
-        );
-        for bad in ["HS256", "none", "rs256"] {
-            let (field, message) = allowed_algorithms(&[bad.into()]).unwrap_err();
-            assert_eq!(field, "allowed_algorithms");
-            assert!(message.contains(bad), "{message}");
-        }
-        assert!(allowed_algorithms(&[]).is_err());
-    }
-
-    #[test]
-    fn reads_groups_from_the_payload() {
-        let payload = URL_SAFE_NO_PAD.encode(br#"{"groups":["admins","dev"],"roles":"x"}"#);
-        let jwt = format!("e30.{payload}.sig");
-        assert_eq!(jwt_string_list(&jwt, "groups"), ["admins", "dev"]);
-        assert_eq!(jwt_string_list(&jwt, "roles"), ["x"]);
-        assert!(jwt_string_list(&jwt, "missing").is_empty());
-        assert!(jwt_string_list("garbage", "groups").is_empty());
     }
 }
