@@ -27,8 +27,28 @@ async fn two_gateways(redis: &RedisTopology) -> AuthEnv {
 }
 
 async fn post_logout_token(client: &reqwest::Client, url: &str, token: &str) -> (u16, String) {
+    let (status, _, body) = post_logout_token_versioned(client, url, token).await;
+    (status, body)
+}
+
+async fn post_logout_token_versioned(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> (u16, reqwest::Version, String) {
     let r = client.post(url).form(&[("logout_token", token)]).send().await.unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
+    (r.status().as_u16(), r.version(), r.text().await.unwrap())
+}
+
+/// A client speaking HTTP/1.1 only to the first gateway's app1.
+fn http1_client(env: &AuthEnv) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&env.ca.cert_pem()).unwrap())
+        .tls_built_in_root_certs(false)
+        .http1_only()
+        .resolve(APP, env.gw.https)
+        .build()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -114,9 +134,10 @@ async fn a_logout_token_is_single_use_across_replicas_and_forgeries_end_nothing(
     assert_eq!(status, 413);
     assert_eq!(status_with_cookie(&env.browser(), &on_a, &cookie).await, 200);
 
-    // The real token, through B: the session ends on A too.
-    let (status, body) = post_logout_token(&b, &endpoint_b, &token).await;
+    // The real token, through B (over HTTP/2): the session ends on A too.
+    let (status, version, body) = post_logout_token_versioned(&b, &endpoint_b, &token).await;
     assert_eq!(status, 200, "{body}\n{}", env.gw_b.as_ref().unwrap().logs());
+    assert_eq!(version, reqwest::Version::HTTP_2);
     wait_for_status(&env.browser(), &on_a, &cookie, 401).await;
     // Replayed to the other replica: refused (the jti is claimed in Redis), even after Alice
     // signed in again in the same provider session (her browser still holds it).
@@ -130,8 +151,9 @@ async fn a_logout_token_is_single_use_across_replicas_and_forgeries_end_nothing(
         Some(sid.clone()),
         "the same provider session"
     );
-    let (status, body) = post_logout_token(&env.browser(), &endpoint_a, &token).await;
-    assert_eq!(status, 400, "{body}");
+    // Over HTTP/1.1 this time.
+    let (status, version, body) = post_logout_token_versioned(&http1_client(&env), &endpoint_a, &token).await;
+    assert_eq!((status, version), (400, reqwest::Version::HTTP_11), "{body}");
     assert!(body.contains("already used"), "{body}");
     assert_eq!(status_with_cookie(&env.browser(), &on_a, &new_cookie).await, 200);
     assert_eq!(
