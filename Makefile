@@ -14,13 +14,16 @@ run: certs
 	cargo build --release -p authgate
 	config/run-dev.sh
 
-# Formatting, lints, every unit and integration test, and the deploy kit's validators
-# (.ci/validate-deploy: Kubernetes schemas, promtool, compose-spec, hadolint, systemd, ...).
+# Formatting, lints, every unit and integration test, the deploy kit's validators
+# (.ci/validate-deploy: Kubernetes schemas, promtool, compose-spec, hadolint, systemd, ...), and
+# a type check of the fuzz targets (their own workspace, run by hand with nightly: fuzz/README.md)
+# so that they keep compiling as the code they call changes.
 test: deps
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cargo test --workspace --locked
 	.ci/validate-deploy
+	cargo check --manifest-path fuzz/Cargo.toml --bins --locked
 
 bench: certs
 	cargo bench -p authgate
