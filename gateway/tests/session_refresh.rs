@@ -35,20 +35,6 @@ async fn start_redis(redis: &RedisTopology, access_token_ttl: u64, second: bool)
     .await
 }
 
-/// Status and body of an API request (JSON answers) carrying `cookie`.
-async fn api(client: &reqwest::Client, url: &str, cookie: &str) -> (u16, String) {
-    match client
-        .get(url)
-        .header("cookie", cookie)
-        .header("accept", "application/json")
-        .send()
-        .await
-    {
-        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-        Err(e) => (0, e.to_string()),
-    }
-}
-
 /// Waits until `at` on the clock (a token ageing into its refresh window).
 async fn until(at: Instant) {
     tokio::time::sleep_until(at.into()).await;
@@ -78,7 +64,9 @@ async fn thirty_second_tokens_are_refreshed_once_per_window_across_two_replicas(
                 (b.client.clone(), env.url_b("app1.example.com", "/r"))
             };
             let cookie = cookie.clone();
-            batch.push(tokio::spawn(async move { api(&client, &url, &cookie).await }));
+            batch.push(tokio::spawn(
+                async move { get_with_cookie(&client, &url, &cookie).await },
+            ));
         }
         for r in batch {
             let (status, body) = r.await.unwrap();
@@ -175,7 +163,7 @@ async fn a_sign_out_during_a_refresh_stays_signed_out() {
     let (calls_before, _) = env.idp.token_stats(&env.ca).await;
     let refreshing = {
         let (client, url, cookie) = (a.client.clone(), url.clone(), cookie.clone());
-        tokio::spawn(async move { api(&client, &url, &cookie).await })
+        tokio::spawn(async move { get_with_cookie(&client, &url, &cookie).await })
     };
     // The refresh has reached the provider (which holds it for 3 s): sign out now.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -194,7 +182,7 @@ async fn a_sign_out_during_a_refresh_stays_signed_out() {
     let (status, body) = refreshing.await.unwrap();
     assert_eq!(status, 401, "the request whose refresh lost to the sign-out: {body}");
     env.idp.set_fault(&env.ca, "token_delay_ms", 0).await;
-    let (status, _) = api(&a.client, &url, &cookie).await;
+    let (status, _) = get_with_cookie(&a.client, &url, &cookie).await;
     assert_eq!(status, 401, "still signed out after the refresh finished");
     assert_eq!(
         env.gw
@@ -214,7 +202,7 @@ async fn a_provider_outage_serves_valid_tokens_and_answers_503_once_they_expire(
     let url = env.url("app1.example.com", "/api/outage");
     env.idp.set_fault(&env.ca, "token_status", 503).await;
     until(logged_in + Duration::from_millis(10_200)).await;
-    let (status, body) = api(&a.client, &url, &cookie).await;
+    let (status, body) = get_with_cookie(&a.client, &url, &cookie).await;
     assert_eq!(status, 200, "refresh due, provider down, token still valid: {body}");
     assert!(
         env.gw
@@ -223,7 +211,7 @@ async fn a_provider_outage_serves_valid_tokens_and_answers_503_once_they_expire(
             >= 1.0
     );
     until(logged_in + Duration::from_millis(13_500)).await;
-    let (status, body) = api(&a.client, &url, &cookie).await;
+    let (status, body) = get_with_cookie(&a.client, &url, &cookie).await;
     assert_eq!(status, 503, "token expired and cannot be refreshed: {body}");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["error"], "identity_provider_unavailable", "{json}");
@@ -231,7 +219,7 @@ async fn a_provider_outage_serves_valid_tokens_and_answers_503_once_they_expire(
     env.idp.set_fault(&env.ca, "token_status", 0).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (status, _) = api(&a.client, &url, &cookie).await;
+        let (status, _) = get_with_cookie(&a.client, &url, &cookie).await;
         if status == 200 {
             break;
         }

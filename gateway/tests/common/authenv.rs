@@ -203,8 +203,9 @@ impl AuthEnv {
     }
 }
 
-/// The status of a GET of `url` with `cookie` (0 when the request fails).
-pub async fn status_with_cookie(client: &reqwest::Client, url: &str, cookie: &str) -> u16 {
+/// Status and body of an API request (JSON answers) carrying `cookie` (status 0 and the error
+/// when the request fails).
+pub async fn get_with_cookie(client: &reqwest::Client, url: &str, cookie: &str) -> (u16, String) {
     match client
         .get(url)
         .header("cookie", cookie)
@@ -212,9 +213,14 @@ pub async fn status_with_cookie(client: &reqwest::Client, url: &str, cookie: &st
         .send()
         .await
     {
-        Ok(r) => r.status().as_u16(),
-        Err(_) => 0,
+        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
     }
+}
+
+/// The status of [`get_with_cookie`].
+pub async fn status_with_cookie(client: &reqwest::Client, url: &str, cookie: &str) -> u16 {
+    get_with_cookie(client, url, cookie).await.0
 }
 
 /// Polls `url` with `cookie` until it answers `want`; fails after one second.
