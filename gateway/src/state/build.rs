@@ -11,10 +11,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{App, Route, Settings, Snapshot};
+use super::{App, Route, Snapshot};
 use crate::auth::identity_jwt::{AppAssertion, IdentitySigner};
 use crate::auth::{AppAuth, AuthSettings};
-use crate::client::TrustedProxies;
 use crate::config::schema::{
     AppFile, AppIdentityJwt, AuthSpec, HealthCheckSpec, LoadBalancing, RouteSpec, UpstreamTlsSpec,
 };
@@ -59,7 +58,7 @@ impl Snapshot {
         let (main_list, app_errors): (Vec<ConfigError>, Vec<ConfigError>) =
             load_errors.0.into_iter().partition(|e| e.file == main_path);
         let mut main_errors = ConfigErrors(main_list);
-        let settings = settings(&main_path, &gateway, &mut main_errors);
+        let settings = super::settings::settings(&main_path, &gateway, &mut main_errors);
         gateway.tracing.check(&main_path, &mut main_errors);
         let certs = CertStore::load(
             &gateway.tls.certificates,
@@ -571,75 +570,5 @@ fn build_auth(
             }
             None
         }
-    }
-}
-
-fn settings(main_path: &Path, gateway: &crate::config::schema::GatewayFile, errors: &mut ConfigErrors) -> Settings {
-    let listen = &gateway.listen;
-    let mut https_port = 443;
-    match listen.https.parse::<std::net::SocketAddr>() {
-        Ok(a) => https_port = a.port(),
-        Err(_) => errors.push(ConfigError::new(
-            main_path,
-            "listen.https",
-            format!("{:?} is not an address: write ip:port, e.g. 0.0.0.0:8443", listen.https),
-        )),
-    }
-    for (field, value) in [("listen.http", &listen.http), ("listen.admin", &listen.admin)] {
-        if let Some(v) = value {
-            if v.parse::<std::net::SocketAddr>().is_err() {
-                errors.push(ConfigError::new(
-                    main_path,
-                    field,
-                    format!("{v:?} is not an address: write ip:port, e.g. 127.0.0.1:9090"),
-                ));
-            }
-        }
-    }
-    let server = &gateway.server;
-    if server.threads == Some(0) {
-        errors.push(ConfigError::new(
-            main_path,
-            "server.threads",
-            "must be at least 1 (or absent for one per CPU)",
-        ));
-    }
-    if server.max_header_bytes < 1024 {
-        errors.push(ConfigError::new(
-            main_path,
-            "server.max_header_bytes",
-            "must be at least 1024",
-        ));
-    }
-    if server.resolve_interval.0 < std::time::Duration::from_secs(1) {
-        errors.push(ConfigError::new(
-            main_path,
-            "server.resolve_interval",
-            "must be at least 1s",
-        ));
-    }
-    if server.max_uri_bytes < 256 {
-        errors.push(ConfigError::new(
-            main_path,
-            "server.max_uri_bytes",
-            "must be at least 256",
-        ));
-    }
-    let trusted_proxies = TrustedProxies::parse(&server.trusted_proxies).unwrap_or_else(|(i, message)| {
-        errors.push(ConfigError::new(
-            main_path,
-            format!("server.trusted_proxies[{i}]"),
-            message,
-        ));
-        TrustedProxies::default()
-    });
-    Settings {
-        trusted_proxies,
-        listen: listen.clone(),
-        redirect_https_port: gateway.public_https_port.unwrap_or(https_port),
-        max_header_bytes: server.max_header_bytes,
-        max_uri_bytes: server.max_uri_bytes,
-        keepalive_timeout: server.keepalive_timeout.0,
-        resolve_interval: server.resolve_interval.0,
     }
 }

@@ -4,6 +4,7 @@
 
 mod build;
 mod dispatch;
+mod settings;
 
 pub use dispatch::{Class, Dispatched, Unrouted};
 
