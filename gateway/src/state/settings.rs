@@ -81,3 +81,40 @@ pub(super) fn settings(
         resolve_interval: server.resolve_interval.0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::schema::GatewayFile;
+
+    fn errors_of(yaml: &str) -> Vec<String> {
+        let gateway: GatewayFile = serde_yaml::from_str(yaml).unwrap();
+        let mut errors = ConfigErrors::default();
+        settings(Path::new("gateway.yaml"), &gateway, &mut errors);
+        errors.0.iter().map(|e| e.field.clone()).collect()
+    }
+
+    #[test]
+    fn every_out_of_range_value_is_named_by_its_field() {
+        let base = "tls: { certificates: [] }\n";
+        assert!(errors_of(&format!("listen: {{ https: '0.0.0.0:8443' }}\n{base}")).is_empty());
+        let bad = format!(
+            "listen: {{ https: 'nope', http: 'x', admin: '1.2.3.4' }}\n{base}\
+             server: {{ threads: 0, max_header_bytes: 10, max_uri_bytes: 10, resolve_interval: 100ms,\n\
+             \x20 trusted_proxies: ['10.0.0.0/8', 'not-a-cidr'] }}\n"
+        );
+        assert_eq!(
+            errors_of(&bad),
+            [
+                "listen.https",
+                "listen.http",
+                "listen.admin",
+                "server.threads",
+                "server.max_header_bytes",
+                "server.resolve_interval",
+                "server.max_uri_bytes",
+                "server.trusted_proxies[1]",
+            ]
+        );
+    }
+}
