@@ -370,6 +370,23 @@ async fn sign_in_pages_show_the_display_name_and_templates_and_skip_provider_but
         .unwrap();
     assert_eq!(r.status(), 302);
     assert_eq!(status(&b, env.url("admin.example.com", "/")).await, 302, "signed out");
+    // error.html serves every HTML error page of an app with auth: a login towards a provider
+    // that cannot be reached (503), an endpoint that is off (404).
+    let r = anon
+        .get(env.url("button.example.com", "/oauth2/start?rd=/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let page = r.text().await.unwrap();
+    assert!(page.starts_with("<p>503 "), "{page}");
+    let r = app1
+        .get(env.url("app1.example.com", "/oauth2/frontchannel_logout?iss=x&sid=y"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().starts_with("<p>404 "));
 
     // A template with an unknown placeholder rejects the change, naming the field.
     env.config.write("tpl/error.html", "{{nope}}");

@@ -175,7 +175,7 @@ async fn callback(session: &HttpSession, req: &Request<'_>) -> Reply {
         version: 0,
     };
     let Ok(ticket) = Ticket::new() else {
-        return Reply::page(Page::INTERNAL, false);
+        return super::page::error(req.settings, Page::INTERNAL, false);
     };
     if let Err(e) = req.state.sessions.save(&ticket, Arc::new(new_session)).await {
         tracing::warn!(error = %e, "cannot store a new session");
@@ -186,7 +186,7 @@ async fn callback(session: &HttpSession, req: &Request<'_>) -> Reply {
         return super::page::error(req.settings, Page::STORE_UNAVAILABLE, false);
     }
     let Ok(value) = ticket.to_cookie(keyring, &req.auth.cookie_name) else {
-        return Reply::page(Page::INTERNAL, false);
+        return super::page::error(req.settings, Page::INTERNAL, false);
     };
     metrics
         .logins

@@ -105,7 +105,7 @@ pub async fn start_login(session: &HttpSession, req: &Request<'_>, rd: &str, jso
     let provider = &req.auth.provider;
     let (state, nonce) = match (random_token(24), random_token(24)) {
         (Ok(s), Ok(n)) => (s, n),
-        _ => return Reply::page(Page::INTERNAL, json),
+        _ => return super::page::error(req.settings, Page::INTERNAL, json),
     };
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let login = LoginState {
@@ -116,7 +116,7 @@ pub async fn start_login(session: &HttpSession, req: &Request<'_>, rd: &str, jso
         exp: now() + LOGIN_TTL,
     };
     let Some(sealed) = seal_login(req, &login) else {
-        return Reply::page(Page::INTERNAL, json);
+        return super::page::error(req.settings, Page::INTERNAL, json);
     };
     let redirect_uri = format!("{}/oauth2/callback", req.origin);
     match provider.authorize_url(&redirect_uri, &state, &nonce, challenge).await {
@@ -135,7 +135,7 @@ pub async fn start_login(session: &HttpSession, req: &Request<'_>, rd: &str, jso
         }
         Err(e) => {
             tracing::warn!(provider = %provider.name, error = %e, "cannot start a login");
-            Reply::page(Page::IDP_UNAVAILABLE, json)
+            super::page::error(req.settings, Page::IDP_UNAVAILABLE, json)
         }
     }
 }

@@ -50,7 +50,7 @@ pub async fn sign_out(session: &HttpSession, req: &Request<'_>) -> Reply {
         if let Err(e) = req.state.sessions.delete(&ticket).await {
             tracing::warn!(error = %e, "cannot delete a session at sign-out");
             count(req, "sign_out", "store_unavailable");
-            return Reply::page(Page::STORE_UNAVAILABLE, wants_json(session));
+            return super::page::error(req.settings, Page::STORE_UNAVAILABLE, wants_json(session));
         }
         count(req, "sign_out", "ok");
     }
@@ -90,7 +90,11 @@ async fn sign_out_everywhere(session: &HttpSession, req: &Request<'_>, s: &Sessi
         Err(e) => {
             tracing::warn!(error = %e, "cannot sign a user out everywhere");
             count(req, "everywhere", "store_unavailable");
-            Some(Reply::page(Page::STORE_UNAVAILABLE, wants_json(session)))
+            Some(super::page::error(
+                req.settings,
+                Page::STORE_UNAVAILABLE,
+                wants_json(session),
+            ))
         }
     }
 }
@@ -211,15 +215,15 @@ async fn logout_token_of(session: &mut HttpSession) -> Result<String, Reply> {
 pub async fn frontchannel(session: &HttpSession, req: &Request<'_>) -> Reply {
     let provider = &req.auth.provider;
     let Some(own_issuer) = provider.frontchannel_issuer() else {
-        return Reply::page(Page::NOT_FOUND, wants_json(session));
+        return super::page::error(req.settings, Page::NOT_FOUND, wants_json(session));
     };
     let (Some(iss), Some(sid)) = (query_param(session, "iss"), query_param(session, "sid")) else {
         count(req, "frontchannel", "invalid");
-        return Reply::page(Page::BAD_REQUEST, wants_json(session));
+        return super::page::error(req.settings, Page::BAD_REQUEST, wants_json(session));
     };
     if !super::extra_issuers::same_issuer(&iss, own_issuer) || sid.is_empty() {
         count(req, "frontchannel", "invalid");
-        return Reply::page(Page::BAD_REQUEST, wants_json(session));
+        return super::page::error(req.settings, Page::BAD_REQUEST, wants_json(session));
     }
     let user = UserKey::ProviderSession {
         provider: provider.name.clone(),
@@ -238,7 +242,7 @@ pub async fn frontchannel(session: &HttpSession, req: &Request<'_>) -> Reply {
         Err(e) => {
             tracing::warn!(provider = %provider.name, error = %e, "cannot end sessions at front-channel logout");
             count(req, "frontchannel", "store_unavailable");
-            Reply::page(Page::STORE_UNAVAILABLE, wants_json(session))
+            super::page::error(req.settings, Page::STORE_UNAVAILABLE, wants_json(session))
         }
     }
 }
