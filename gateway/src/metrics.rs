@@ -55,7 +55,7 @@ pub struct Metrics {
     pub logins: IntCounterVec,
     /// `authgate_logouts_total{provider,channel,result}`: sessions ended by `sign_out`,
     /// `everywhere`, `backchannel` or `frontchannel` logout; result `ok`, `invalid`,
-    /// `replayed`, `store_unavailable`, `idp_unavailable`.
+    /// `replayed`, `rate_limited`, `store_unavailable`, `idp_unavailable`.
     pub logouts: IntCounterVec,
     /// `authgate_rate_limited_total{limit}`: requests answered 429 (`oauth2_start`,
     /// `oauth2_callback`, `bearer_failures`).

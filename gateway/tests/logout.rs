@@ -174,6 +174,7 @@ async fn the_memory_store_ends_provider_sessions_by_back_and_front_channel() {
     let env = AuthEnv::start_with("", serde_json::json!({}), |_, _| Extra {
         backchannel_logout: true,
         corp_extra: ", frontchannel_logout: true".into(),
+        main: "rate_limits: { window: 1h, bearer_failures: 3 }\n".into(),
         ..Extra::default()
     })
     .await;
@@ -227,4 +228,12 @@ async fn the_memory_store_ends_provider_sessions_by_back_and_front_channel() {
             .await,
         1.0
     );
+
+    // Tokens failing verification count towards `bearer_failures` (3 here): then 429 without
+    // verifying, even for a good token from that address.
+    for _ in 0..3 {
+        assert_eq!(post_logout_token(&env.browser(), &endpoint, "forged").await.0, 400);
+    }
+    let fresh = env.idp.logout_token(&env.ca, "bob", "any-sid").await;
+    assert_eq!(post_logout_token(&env.browser(), &endpoint, &fresh).await.0, 429);
 }

@@ -121,7 +121,7 @@ pub fn rate_limited(req: &Request<'_>, limit: super::limits::Limit, json: bool) 
 }
 
 /// A 429 with `Retry-After`, counted in `authgate_rate_limited_total`.
-fn too_many(req: &Request<'_>, limit: super::limits::Limit, retry_after: u64, json: bool) -> Reply {
+pub(super) fn too_many(req: &Request<'_>, limit: super::limits::Limit, retry_after: u64, json: bool) -> Reply {
     req.state.metrics.rate_limited.with_label_values(&[limit.name()]).inc();
     tracing::info!(limit = limit.name(), client = ?req.client, "rate limited");
     super::page::error(req.settings, Page::TOO_MANY_REQUESTS, json).header("retry-after", retry_after.to_string())

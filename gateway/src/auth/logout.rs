@@ -11,6 +11,7 @@ use pingora::proxy::Session as HttpSession;
 
 use super::endpoints::{query_param, rd};
 use super::flow::{self, Request};
+use super::limits::Limit;
 use super::provider::ProviderError;
 use crate::pages::{wants_json, Page, Reply};
 use crate::session::{Session, UserKey};
@@ -116,6 +117,17 @@ pub async fn backchannel(session: &mut HttpSession, req: &Request<'_>) -> Reply 
     if session.req_header().method != http::Method::POST {
         return backchannel_error(405, "invalid_request", "POST a logout_token").header("allow", "POST");
     }
+    // Tokens that fail verification count towards the client's `bearer_failures` limit: each
+    // costs a signature check.
+    let limits = &req.settings.rate_limits;
+    if let Some(retry) = req
+        .state
+        .rate_limiter
+        .exceeded(limits, Limit::BearerFailure, req.client)
+    {
+        count(req, "backchannel", "rate_limited");
+        return flow::too_many(req, Limit::BearerFailure, retry, true);
+    }
     let token = match logout_token_of(session).await {
         Ok(token) => token,
         Err(reply) => {
@@ -127,6 +139,7 @@ pub async fn backchannel(session: &mut HttpSession, req: &Request<'_>) -> Reply 
         Ok(claims) => claims,
         Err(ProviderError::Refused(e)) => {
             tracing::info!(provider = %provider.name, error = %e, "back-channel logout refused");
+            let _ = req.state.rate_limiter.hit(limits, Limit::BearerFailure, req.client);
             count(req, "backchannel", "invalid");
             return backchannel_error(400, "invalid_request", &e);
         }
