@@ -278,6 +278,20 @@ mod tests {
     }
 
     #[test]
+    fn a_token_signed_by_another_implementation_verifies() {
+        // The fuzz seed signed by Python's `cryptography` (fuzz/seeds.py), and its public key.
+        let jwt = include_str!("../../../fuzz/corpus/logout_token/valid");
+        let keys: CoreJsonWebKeySet = serde_json::from_value(serde_json::json!({ "keys": [{
+            "kty": "EC", "crv": "P-256", "kid": "fuzz", "use": "sig", "alg": "ES256",
+            "x": "Z2dtIaj2a6E8GXO6kI4jQDNNVP0l6QAeR6XdpxXo-Qw", "y": "6aBru9lsjJe-WctKLqvjpTOrpseYR4Iea1HSt1pkbn4",
+        }]}))
+        .unwrap();
+        assert_eq!(check(jwt, &keys, 1_800_000_000).unwrap().sid.as_deref(), Some("s1"));
+        let refused = include_str!("../../../fuzz/corpus/logout_token/id-token-with-nonce");
+        assert!(check(refused, &keys, 1_800_000_000).is_err());
+    }
+
+    #[test]
     fn forged_and_foreign_tokens_are_refused() {
         let (k, other, now) = (key(), key(), 1_800_000_000);
         let header = serde_json::json!({ "alg": "ES256", "kid": kid(&k) });
