@@ -91,6 +91,10 @@
 #   MANY_APPS_UPSTREAMS=distinct   distinct: every app has its own upstream (port), hence its own
 #                         pool; shared: all apps point at one upstream (one pool for all)
 #   MISS_TTL=1ms          session cache ttl of gateway-auth-miss
+#   UPSTREAM_IDLE=300s    `timeouts.idle` of the single-app gateways: how long they keep an idle upstream
+#                         connection (the upstream nginx keeps them 300 s; bare Pingora sets no limit).
+#                         With authgate's default (60 s), a case's pooled connections expired while
+#                         the other cases ran, and each of its later runs reopened ~64 of them
 #   RELOAD_INTERVAL=1     seconds between two rewrites in gateway-reload
 #   TOUCH_MAX=240         longest touch pass (s) of gateway-1000-apps
 #   LOGIN_DURATION=20s LOGIN_VUS=32 LOGIN_TARGET=500   the login storm (k6)
@@ -102,6 +106,18 @@
 #                         configuration on other ports, interleaved in the same rounds); 0: only
 #                         with the logs on. CASE itself always runs as production does: JSON logs
 #                         (--log-format json), access and audit lines on, to stdout (a file here)
+#   VARIANT_BIN=PATH      A/B in one run: also run every authgate case (logs on) as CASE-v with this
+#                         binary, interleaved in the same rounds on its own ports (+200); the report
+#                         gets a section "Variant against base". Copy the variant binary aside
+#                         (e.g. /tmp/ag-<lever>) so that a build does not overwrite it meanwhile
+#   VARIANT_SED=EXPR      a sed expression applied to the CASE-v copies' configuration files
+#                         (gateway.yaml and apps.d/*.yaml), for levers that are settings; with it
+#                         alone, CASE-v runs the same binary as CASE
+#   VARIANT_ENV="K=V ..." environment variables given to the CASE-v gateways only
+#   PROFILE_DIR=DIR       record `perf record -g` of the proxy's processes during each measured run
+#                         into DIR/CASE-ROUND.data (PROFILE_CALLGRAPH=dwarf by default, PROFILE_FREQ=499);
+#                         perf's own overhead lands in the CPU figures of such a run: profile runs
+#                         are for the flame graphs, not for the ratios
 #   SKIP_BUILD=1          use the binaries already in target/release
 #   AUTHGATE_BIN, BARE_BIN   use these binaries instead (implies no build); useful when another
 #                         cargo command (cargo bench) may overwrite target/release meanwhile
@@ -133,6 +149,7 @@ MANY_APPS="${MANY_APPS:-1000}"
 MANY_APPS_TRAFFIC_HOSTS="${MANY_APPS_TRAFFIC_HOSTS:-$MANY_APPS}"
 MANY_APPS_UPSTREAMS="${MANY_APPS_UPSTREAMS:-distinct}"
 MISS_TTL="${MISS_TTL:-1ms}"
+UPSTREAM_IDLE="${UPSTREAM_IDLE:-300s}"
 RELOAD_INTERVAL="${RELOAD_INTERVAL:-1}"
 TOUCH_MAX="${TOUCH_MAX:-240}"
 LOGIN_DURATION="${LOGIN_DURATION:-20s}"
@@ -142,6 +159,12 @@ LATENCY_CASES="${LATENCY_CASES:-nginx-tls bare-pingora gateway-plain gateway-aut
 LATENCY_RATE="${LATENCY_RATE:-1000}"
 LATENCY_DURATION="${LATENCY_DURATION:-20s}"
 LATENCY_VUS="${LATENCY_VUS:-50}"
+VARIANT_BIN="${VARIANT_BIN:-}"
+VARIANT_SED="${VARIANT_SED:-}"
+VARIANT_ENV="${VARIANT_ENV:-}"
+PROFILE_DIR="${PROFILE_DIR:-}"
+PROFILE_CALLGRAPH="${PROFILE_CALLGRAPH:-dwarf}"
+PROFILE_FREQ="${PROFILE_FREQ:-499}"
 
 UPSTREAM_PORT=$((PORT_BASE + 80))
 GATEWAY_PORT=$((PORT_BASE + 443))
@@ -183,11 +206,15 @@ for c in $CASES; do
   [[ "$c" == login-storm || "$c" == latency ]] || WRK_CASES+="${WRK_CASES:+ }$c"
   # The same authgate with its access and audit logs off, right after it (see ACCESS_LOG_OFF).
   if [[ "$ACCESS_LOG_OFF" == 1 && "$c" == gateway-* ]]; then WRK_CASES+=" $c-nolog"; fi
+  # The same authgate with the variant binary or settings (see VARIANT_BIN, VARIANT_SED).
+  if [[ -n "$VARIANT_BIN$VARIANT_SED$VARIANT_ENV" && "$c" == gateway-* ]]; then WRK_CASES+=" $c-v"; fi
 done
-# base_of CASE: the case a -nolog variant is a copy of (the case itself otherwise).
-base_of() { echo "${1%-nolog}"; }
+# base_of CASE: the case a -nolog or -v variant is a copy of (the case itself otherwise).
+base_of() { local b="${1%-nolog}"; echo "${b%-v}"; }
 # nolog CASE: true for a variant with the logs off.
 nolog() { [[ "$1" == *-nolog ]]; }
+# variant CASE: true for a copy run with VARIANT_BIN / VARIANT_SED.
+variant() { [[ "$1" == *-v ]]; }
 # The environment of an authgate: diagnostics at warn (and the configuration module at info, for its
 # "configuration reloaded ... took_ms" lines); with the logs on, JSON with access and audit lines.
 gw_env() {
@@ -329,6 +356,7 @@ cat >"$WORK/gateway/apps.d/app1.yaml" <<EOF
 host: $HOST_NAME
 upstreams: ["127.0.0.1:$UPSTREAM_PORT"]
 health_check: { path: /healthz, interval: 5s }
+timeouts: { idle: $UPSTREAM_IDLE }
 EOF
 
 # --- nginx + auth_request to authgate's /oauth2/auth (today's central oauth2-proxy pattern) ------
@@ -429,7 +457,8 @@ if [[ "$NEEDS_AUTH" == 1 ]]; then
     [[ "$name" == gateway-reload ]] && base=$((MANY_BASE + MANY_APPS))
     stack_gateway_main "$dir/gateway.yaml" "${GW_PORT[$name]}" "${GW_ADMIN[$name]}" "$PROXY_THREADS" "$ttl" 200000
     if [[ "$apps" == 1 ]]; then
-      stack_auth_app "$dir/apps.d/app0001.yaml" "$AUTH_HOST" "\"127.0.0.1:$UPSTREAM_PORT\""
+      stack_auth_app "$dir/apps.d/app0001.yaml" "$AUTH_HOST" "\"127.0.0.1:$UPSTREAM_PORT\"" \
+        "timeouts: { idle: $UPSTREAM_IDLE }"
     else
       local up
       for ((i = 1; i <= apps; i++)); do
@@ -467,6 +496,7 @@ fi
 
 port_of() {
   if nolog "$1"; then echo $(($(port_of "$(base_of "$1")") + 100)); return; fi
+  if variant "$1"; then echo $(($(port_of "$(base_of "$1")") + 200)); return; fi
   case "$1" in
     gateway-plain) echo "$GATEWAY_PORT" ;;
     bare-pingora) echo "$BARE_PORT" ;;
@@ -487,6 +517,7 @@ procs_of() {
 # admin_of CASE: the admin port of the authgate whose metrics describe the case (empty: none).
 admin_of() {
   if nolog "$1"; then echo $(($(admin_of "$(base_of "$1")") + 100)); return; fi
+  if variant "$1"; then echo $(($(admin_of "$(base_of "$1")") + 200)); return; fi
   case "$1" in
     nginx-auth-request) echo "${GW_ADMIN[gw-authsvc]}" ;;
     *) echo "${GW_ADMIN[$1]:-}" ;;
@@ -519,7 +550,8 @@ start_gateway() {
   local t0 t1
   t0="$(date +%s%N)"
   # shellcheck disable=SC2046
-  start "$name" env $(gw_env "$name") "$AUTHGATE" run -c "$WORK/$name/gateway.yaml"
+  start "$name" env $(gw_env "$name") $(variant "$name" && echo "$VARIANT_ENV") "$(variant "$name" && echo "${VARIANT_BIN:-$AUTHGATE}" || echo "$AUTHGATE")" \
+    run -c "$WORK/$name/gateway.yaml"
   # Many apps with their own upstreams take long to start (see the report): up to 10 minutes.
   WAIT_TRIES=6000 wait_for "$name" curl -sf --max-time 1 "http://127.0.0.1:$(admin_of "$name")/ready"
   t1="$(date +%s%N)"
@@ -528,22 +560,28 @@ start_gateway() {
 }
 declare -A STARTUP_MS=()
 
-# nolog_config CASE: $WORK/CASE-nolog, a copy of CASE's configuration on its own ports.
-nolog_config() {
-  local c="$1" src="$WORK/$1" dst="$WORK/$1-nolog"
+# copy_config COPY: $WORK/COPY (CASE-nolog or CASE-v), a copy of CASE's configuration on its own
+# ports; a -v copy also gets VARIANT_SED.
+copy_config() {
+  local copy="$1" c src dst="$WORK/$1"
+  c="$(base_of "$copy")"
+  src="$WORK/$c"
   [[ "$c" == gateway-plain ]] && src="$WORK/gateway"
   cp -r "$src" "$dst"
-  sed -i -e "s/127.0.0.1:$(port_of "$c")\"/127.0.0.1:$(port_of "$c-nolog")\"/" \
-    -e "s/127.0.0.1:$(admin_of "$c")\"/127.0.0.1:$(admin_of "$c-nolog")\"/" "$dst/gateway.yaml"
+  sed -i -e "s/127.0.0.1:$(port_of "$c")\"/127.0.0.1:$(port_of "$copy")\"/" \
+    -e "s/127.0.0.1:$(admin_of "$c")\"/127.0.0.1:$(admin_of "$copy")\"/" "$dst/gateway.yaml"
+  if variant "$copy" && [[ -n "$VARIANT_SED" ]]; then
+    sed -i -e "$VARIANT_SED" "$dst/gateway.yaml" "$dst"/apps.d/*.yaml
+  fi
 }
 [[ -d "$WORK/gateway-plain" ]] || ln -s "$WORK/gateway" "$WORK/gateway-plain"
 for c in $WRK_CASES; do
-  if nolog "$c"; then nolog_config "$(base_of "$c")"; fi
+  if nolog "$c" || variant "$c"; then copy_config "$c"; fi
 done
 
 for c in $WRK_CASES; do
   case "$c" in
-    gateway-plain|gateway-plain-nolog)
+    gateway-plain|gateway-plain-nolog|gateway-plain-v)
       start_gateway "$c"
       ;;
     bare-pingora)
@@ -765,7 +803,18 @@ measure() {
     rw=$!
     PID[rewrite]=$rw
   fi
+  local prof=""
+  if [[ -n "$PROFILE_DIR" ]]; then
+    mkdir -p "$PROFILE_DIR"
+    perf record -q -F "$PROFILE_FREQ" -g --call-graph "$PROFILE_CALLGRAPH" -o "$PROFILE_DIR/$c-$round.data" \
+      -p "$(for n in $(procs_of "$c"); do pids_of "$n"; done | paste -sd,)" >"$WORK/perf-$c-$round.log" 2>&1 &
+    prof=$!
+  fi
   run_wrk "$c" "$DURATION" "$out" || { cat "$out" >&2; die "wrk failed against $c"; }
+  if [[ -n "$prof" ]]; then
+    kill -INT "$prof" 2>/dev/null || true
+    wait "$prof" || true
+  fi
   t1="$(cpu_of "$c")"
   [[ "$c" == nginx-auth-request ]] && s1="$(cpu_ticks gw-authsvc)"
   children_ticks "$WORK/wrk1"
@@ -907,7 +956,7 @@ N_CASES=${#CASE_LIST[@]}
 LOADAVG_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 for c in "${CASE_LIST[@]}"; do
-  if [[ "$c" == gateway-1000-apps-nolog ]]; then
+  if [[ "$c" == gateway-1000-apps-nolog || "$c" == gateway-1000-apps-v ]]; then
     # Its own cache, loaded the same way; the report's touch figures are gateway-1000-apps'.
     declare -A SAVED=([r]="$TOUCH_REQUESTS" [s]="$TOUCH_SECONDS" [t]="$TOUCHED" [m]="$TOUCH_RSS_MB" [h]="$TOUCH_HWM_MB")
     touch_sessions "$c"
@@ -1112,6 +1161,25 @@ report() {
       printf '| %s | %.1f | %.1f | %s | %s | %s | %.2f / %.2f | %s |\n' "$base" "$(med "$base" 3)" "$(med "$c2" 3)" \
         "$(ratio "$base" "$c2")" "$(ran bare-pingora && ratio "$base" bare-pingora || echo -)" \
         "$(ran bare-pingora && ratio "$c2" bare-pingora || echo -)" "$(med "$base" 6)" "$(med "$c2" 6)" "${DROPPED[$base]:-?}"
+    done
+  fi
+  if [[ -n "$VARIANT_BIN$VARIANT_SED$VARIANT_ENV" ]]; then
+    echo
+    echo "## Variant against base"
+    echo
+    echo "Each authgate case ran twice with its logs on, interleaved: CASE with $AUTHGATE and CASE-v with" \
+      "${VARIANT_BIN:-the same binary}${VARIANT_SED:+, configuration edited by \`sed -e '$VARIANT_SED'\`}${VARIANT_ENV:+, environment \`$VARIANT_ENV\`}."
+    echo
+    echo "| case | CPU µs/req, base | variant | variant / base | base / bare-pingora | variant / bare-pingora | req/s base / variant | p99 ms base / variant |"
+    echo "|---|--:|--:|--:|--:|--:|--:|--:|"
+    local c3 b3
+    for c3 in "${CASE_LIST[@]}"; do
+      variant "$c3" || continue
+      b3="$(base_of "$c3")"
+      ran "$b3" || continue
+      printf '| %s | %.1f | %.1f | %s | %s | %s | %.0f / %.0f | %.2f / %.2f |\n' "$b3" "$(med "$b3" 3)" "$(med "$c3" 3)" \
+        "$(ratio "$c3" "$b3")" "$(ran bare-pingora && ratio "$b3" bare-pingora || echo -)" \
+        "$(ran bare-pingora && ratio "$c3" bare-pingora || echo -)" "$(med "$b3" 4)" "$(med "$c3" 4)" "$(med "$b3" 6)" "$(med "$c3" 6)"
     done
   fi
   awk -F'\t' -v w="$FOREIGN_WARN" '{ if ($11 > m) m = $11; if ($11 > w) n++ } END {
