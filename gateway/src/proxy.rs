@@ -338,6 +338,8 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        // Room for the forwarding and trace headers (and the identity ones) in one growth.
+        upstream.reserve(if ctx.granted.is_some() { 14 } else { 8 });
         if let Some(target) = &ctx.target {
             target.apply(upstream)?;
         }

@@ -105,10 +105,14 @@ impl RequestTrace {
     /// Sets `X-Request-Id` and `traceparent` on the upstream request (dropping `tracestate`
     /// with a new trace).
     pub fn apply_upstream(&self, upstream: &mut RequestHeader) -> pingora::Result<()> {
-        upstream.insert_header(REQUEST_ID, self.request_id.clone())?;
+        upstream.insert_header_parsed(
+            http::HeaderName::from_static(REQUEST_ID),
+            REQUEST_ID,
+            self.request_id.clone(),
+        );
         let traceparent = HeaderValue::from_bytes(&self.traceparent)
             .map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "traceparent", e))?;
-        upstream.insert_header(TRACEPARENT, traceparent)?;
+        upstream.insert_header_parsed(http::HeaderName::from_static(TRACEPARENT), TRACEPARENT, traceparent);
         if !self.continued {
             upstream.remove_header(TRACESTATE);
         }
@@ -213,7 +217,7 @@ impl HttpModule for ResponseRequestId {
     async fn response_header_filter(&mut self, resp: &mut ResponseHeader, _end_of_stream: bool) -> pingora::Result<()> {
         // Every response header (an informational 1xx and the final one) carries the id.
         if let Some(v) = &self.value {
-            resp.insert_header(REQUEST_ID, v.clone())?;
+            resp.insert_header_parsed(http::HeaderName::from_static(REQUEST_ID), REQUEST_ID, v.clone());
         }
         Ok(())
     }
