@@ -83,6 +83,23 @@ struct Oidc {
     discovering: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
+/// What a token check against the provider's keys found wrong ([`Provider::with_current_keys`]).
+enum KeyCheck {
+    /// Signed with a key the JWKS does not list (or a signature that does not verify): worth one
+    /// refetch of the JWKS; the reason, for when it is still so after it.
+    UnknownKey(String),
+    /// Refused, with the reason.
+    Refused(String),
+}
+
+impl KeyCheck {
+    fn refusal(self) -> ProviderError {
+        match self {
+            KeyCheck::UnknownKey(e) | KeyCheck::Refused(e) => ProviderError::Refused(e),
+        }
+    }
+}
+
 /// Unknown signing keys refetch the JWKS at most this often, so forged tokens cannot make
 /// the gateway hammer the provider.
 const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
@@ -321,8 +338,7 @@ impl Provider {
         token: &CoreIdToken,
         nonce: Option<&Nonce>,
     ) -> Result<(Identity, u64), ProviderError> {
-        for attempt in 0..2 {
-            let d = self.discover(o, attempt > 0).await?;
+        let check = |d: &Discovered| {
             // Pinned: never the algorithms the provider advertises (which may include HS256,
             // verified with the client secret every relying party knows).
             let verifier = d
@@ -337,13 +353,31 @@ impl Provider {
                     .claims(&verifier, |_: Option<&Nonce>| Ok(()))
                     .map(|c| verified(c, &token.to_string(), &o.groups_claim)),
             };
-            match result {
-                Ok(identity) => return Ok(identity),
-                Err(ClaimsVerificationError::SignatureVerification(_)) if attempt == 0 => {}
-                Err(e) => return Err(ProviderError::Refused(format!("ID token rejected: {e}"))),
-            }
+            result.map_err(|e| match e {
+                e @ ClaimsVerificationError::SignatureVerification(_) => {
+                    KeyCheck::UnknownKey(format!("ID token rejected: {e}"))
+                }
+                e => KeyCheck::Refused(format!("ID token rejected: {e}")),
+            })
+        };
+        self.with_current_keys(o, check).await
+    }
+
+    /// Runs `check` against the provider's metadata and keys; when it reports a key the JWKS
+    /// does not list (the provider may have rotated), fetches the JWKS again (at most every
+    /// [`JWKS_REFRESH_INTERVAL`]) and runs it once more.
+    async fn with_current_keys<T>(
+        &self,
+        o: &Oidc,
+        check: impl Fn(&Discovered) -> Result<T, KeyCheck>,
+    ) -> Result<T, ProviderError> {
+        let d = self.discover(o, false).await?;
+        match check(&d) {
+            Err(KeyCheck::UnknownKey(_)) => {}
+            other => return other.map_err(KeyCheck::refusal),
         }
-        Err(ProviderError::Refused("ID token signature does not verify".into()))
+        let d = self.discover(o, true).await?;
+        check(&d).map_err(KeyCheck::refusal)
     }
 
     /// Verifies a bearer JWT sent by an API client: an ID token of this provider issued to
@@ -408,20 +442,18 @@ impl Provider {
                 "back-channel logout needs an OIDC provider".into(),
             ));
         };
-        for attempt in 0..2 {
-            let d = self.discover(o, attempt > 0).await?;
-            let expected = logout_token::Expected {
-                issuer: &o.issuer,
-                audience: &self.client_id,
-                algorithms: &o.allowed_algorithms,
-            };
-            match logout_token::verify(jwt, d.metadata.jwks(), &expected, now()) {
-                Ok(claims) => return Ok(claims),
-                Err(LogoutTokenError::UnknownKey) if attempt == 0 => {}
-                Err(e) => return Err(ProviderError::Refused(format!("logout token rejected: {e}"))),
-            }
-        }
-        Err(ProviderError::Refused("logout token signed with an unknown key".into()))
+        let expected = logout_token::Expected {
+            issuer: &o.issuer,
+            audience: &self.client_id,
+            algorithms: &o.allowed_algorithms,
+        };
+        let check = |d: &Discovered| {
+            logout_token::verify(jwt, d.metadata.jwks(), &expected, now()).map_err(|e| match e {
+                e @ LogoutTokenError::UnknownKey => KeyCheck::UnknownKey(format!("logout token rejected: {e}")),
+                e => KeyCheck::Refused(format!("logout token rejected: {e}")),
+            })
+        };
+        self.with_current_keys(o, check).await
     }
 
     /// The issuer of an OIDC provider with `frontchannel_logout` on: front-channel logout
