@@ -230,14 +230,18 @@ pub struct Injection<'a> {
 }
 
 /// Sets the identity headers, oauth2-proxy's names. Values that are not valid header values
-/// (a claim with a newline) are left out rather than failing the request.
+/// (a claim with a newline) are left out rather than failing the request. Names go in
+/// pre-parsed, as in [`set_forwarding`].
 pub fn inject(req: &mut RequestHeader, what: &Injection<'_>) {
     let id = what.identity;
     let user = id.user();
     let groups = (!id.groups.is_empty()).then(|| id.groups.join(","));
     let mut set = |name: &'static str, value: &str| {
-        if !value.is_empty() {
-            let _ = req.insert_header(name, value);
+        if value.is_empty() {
+            return;
+        }
+        if let Ok(value) = http::HeaderValue::from_str(value) {
+            req.insert_header_parsed(http::HeaderName::from_static(name), name, value);
         }
     };
     set("x-auth-request-user", user);
