@@ -4,10 +4,14 @@
 //! A sealed value is `v1.` + base64url(`kid(4) ‖ nonce(12) ‖ ciphertext ‖ tag(16)`), where
 //! `kid` names the keyring key (the first 4 bytes of its SHA-256), so opening never has to try
 //! every key and rotation keeps old cookies valid while any key that sealed them is listed.
+//!
+//! The AEAD is ring's: a keyring key is expanded once, when the keyring is built (AES key
+//! schedule and GHASH tables), not on every cookie opened, and a value is opened in place in
+//! the buffer it was decoded into.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use openssl::symm::{decrypt_aead, encrypt_aead, Cipher};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
@@ -44,33 +48,58 @@ pub fn random_token(n: usize) -> Result<String, SealError> {
     Ok(URL_SAFE_NO_PAD.encode(buf))
 }
 
-/// Encrypts and authenticates `plaintext` under `key`, binding `aad`. Output: nonce ‖ ct ‖ tag.
-pub fn seal_raw(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+/// A prepared AES-256-GCM key (32 bytes always make one).
+fn aead_key(bytes: &[u8; 32]) -> Result<LessSafeKey, SealError> {
+    UnboundKey::new(&AES_256_GCM, bytes)
+        .map(LessSafeKey::new)
+        .map_err(|_| SealError("cannot prepare the AES-256-GCM key".to_owned()))
+}
+
+/// Appends nonce ‖ ciphertext ‖ tag of `plaintext` to `out`.
+fn seal_into(key: &LessSafeKey, aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), SealError> {
     let mut nonce = [0u8; NONCE_LEN];
     openssl::rand::rand_bytes(&mut nonce).map_err(|e| SealError(e.to_string()))?;
-    let mut tag = [0u8; TAG_LEN];
-    let ct = encrypt_aead(Cipher::aes_256_gcm(), key, Some(&nonce), aad, plaintext, &mut tag)
-        .map_err(|e| SealError(e.to_string()))?;
-    let mut out = Vec::with_capacity(NONCE_LEN + ct.len() + TAG_LEN);
+    out.reserve(NONCE_LEN + plaintext.len() + TAG_LEN);
     out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ct);
-    out.extend_from_slice(&tag);
+    let start = out.len();
+    out.extend_from_slice(plaintext);
+    let tag = key
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut out[start..])
+        .map_err(|_| SealError("AES-256-GCM refused to seal".to_owned()))?;
+    out.extend_from_slice(tag.as_ref());
+    Ok(())
+}
+
+/// Opens nonce ‖ ciphertext ‖ tag at `buf[offset..]` in place; `buf` becomes the plaintext.
+fn open_in(key: &LessSafeKey, aad: &[u8], mut buf: Vec<u8>, offset: usize) -> Option<Vec<u8>> {
+    let sealed = buf.get_mut(offset..)?;
+    if sealed.len() < NONCE_LEN + TAG_LEN {
+        return None;
+    }
+    let (nonce, in_out) = sealed.split_at_mut(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let len = key.open_in_place(nonce, Aad::from(aad), in_out).ok()?.len();
+    buf.drain(..offset + NONCE_LEN);
+    buf.truncate(len);
+    Some(buf)
+}
+
+/// Encrypts and authenticates `plaintext` under `key`, binding `aad`. Output: nonce ‖ ct ‖ tag.
+pub fn seal_raw(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+    let mut out = Vec::new();
+    seal_into(&aead_key(key)?, aad, plaintext, &mut out)?;
     Ok(out)
 }
 
 /// Opens what [`seal_raw`] produced; `None` when anything does not check out.
 pub fn open_raw(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
-    if sealed.len() < NONCE_LEN + TAG_LEN {
-        return None;
-    }
-    let (nonce, rest) = sealed.split_at(NONCE_LEN);
-    let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
-    decrypt_aead(Cipher::aes_256_gcm(), key, Some(nonce), aad, ct, tag).ok()
+    open_in(&aead_key(key).ok()?, aad, sealed.to_vec(), 0)
 }
 
 struct Key {
     id: [u8; KID_LEN],
     bytes: [u8; 32],
+    aead: LessSafeKey,
 }
 
 /// The gateway's cookie keys: the first seals, every one opens.
@@ -103,7 +132,8 @@ impl Keyring {
             let digest = openssl::sha::sha256(&bytes);
             let mut id = [0u8; KID_LEN];
             id.copy_from_slice(&digest[..KID_LEN]);
-            keys.push(Key { id, bytes });
+            let aead = aead_key(&bytes).map_err(|_| KeyringError::BadKey(i + 1))?;
+            keys.push(Key { id, bytes, aead });
         }
         if keys.is_empty() {
             return Err(KeyringError::Empty);
@@ -114,10 +144,9 @@ impl Keyring {
     /// Seals `plaintext` with the first key, binding `aad` (the purpose and context).
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<String, SealError> {
         let key = self.keys.first().ok_or_else(|| SealError("empty keyring".to_owned()))?;
-        let sealed = seal_raw(&key.bytes, aad, plaintext)?;
-        let mut raw = Vec::with_capacity(KID_LEN + sealed.len());
+        let mut raw = Vec::with_capacity(KID_LEN + NONCE_LEN + plaintext.len() + TAG_LEN);
         raw.extend_from_slice(&key.id);
-        raw.extend_from_slice(&sealed);
+        seal_into(&key.aead, aad, plaintext, &mut raw)?;
         Ok(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(raw)))
     }
 
@@ -125,12 +154,9 @@ impl Keyring {
     /// tampered, truncated, foreign or malformed.
     pub fn open(&self, aad: &[u8], value: &str) -> Option<Vec<u8>> {
         let raw = URL_SAFE_NO_PAD.decode(value.strip_prefix(PREFIX)?).ok()?;
-        if raw.len() < KID_LEN {
-            return None;
-        }
-        let (id, sealed) = raw.split_at(KID_LEN);
+        let id = raw.get(..KID_LEN)?;
         let key = self.keys.iter().find(|k| k.id == id)?;
-        open_raw(&key.bytes, aad, sealed)
+        open_in(&key.aead, aad, raw, KID_LEN)
     }
 }
 
@@ -173,6 +199,41 @@ mod tests {
         for junk in ["", "v1.", "v1.!!!", "v2.abc", "garbage", "v1.AAAA"] {
             assert!(ring.open(b"ctx", junk).is_none(), "{junk}");
         }
+    }
+
+    /// Cookies and stored sessions sealed by earlier releases (OpenSSL's AES-256-GCM, the same
+    /// layout) still open: an upgrade signs nobody out.
+    #[test]
+    fn values_sealed_with_openssl_still_open() {
+        use openssl::symm::{encrypt_aead, Cipher};
+        let key = random_key().unwrap();
+        let nonce = [7u8; NONCE_LEN];
+        let mut tag = [0u8; TAG_LEN];
+        let ct = encrypt_aead(
+            Cipher::aes_256_gcm(),
+            &key,
+            Some(&nonce),
+            b"aad",
+            b"old session",
+            &mut tag,
+        )
+        .unwrap();
+        let sealed = [&nonce[..], &ct, &tag].concat();
+        assert_eq!(open_raw(&key, b"aad", &sealed).unwrap(), b"old session");
+        assert!(open_raw(&key, b"other", &sealed).is_none());
+
+        let ring = Keyring::parse(&base64::engine::general_purpose::STANDARD.encode(key)).unwrap();
+        let cookie = format!(
+            "{PREFIX}{}",
+            URL_SAFE_NO_PAD.encode([&ring.keys[0].id[..], &sealed].concat())
+        );
+        assert_eq!(ring.open(b"aad", &cookie).unwrap(), b"old session");
+        // And the other way: what this release seals, OpenSSL opens.
+        let new = seal_raw(&key, b"aad", b"new").unwrap();
+        let (n, rest) = new.split_at(NONCE_LEN);
+        let (c, t) = rest.split_at(rest.len() - TAG_LEN);
+        let plain = openssl::symm::decrypt_aead(Cipher::aes_256_gcm(), &key, Some(n), b"aad", c, t).unwrap();
+        assert_eq!(plain, b"new");
     }
 
     #[test]
