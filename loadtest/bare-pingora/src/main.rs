@@ -5,6 +5,9 @@
 //! mimalloc as the allocator. Nothing else: no routing, no headers added, no logging.
 //! `loadtest/bench.sh` measures the gateway's CPU per request against this binary.
 //!
+//! The TLS backend is a cargo feature, exactly one of: `openssl` (the default, as authgate) or
+//! `rustls` (Pingora's rustls backend: `--no-default-features --features rustls`).
+//!
 //! ```text
 //! bare-pingora --listen 127.0.0.1:8444 --cert cert.pem --key key.pem --upstream 127.0.0.1:9001 [--threads 2]
 //! ```
@@ -20,6 +23,14 @@ use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::Result;
+
+#[cfg(all(feature = "openssl", feature = "rustls"))]
+compile_error!("bare-pingora: choose one TLS backend, feature `openssl` (default) or `rustls`, not both");
+#[cfg(not(any(feature = "openssl", feature = "rustls")))]
+compile_error!("bare-pingora: choose a TLS backend, feature `openssl` (default) or `rustls`");
+
+/// The TLS backend this binary was built with.
+const TLS_BACKEND: &str = if cfg!(feature = "rustls") { "rustls" } else { "openssl" };
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -66,7 +77,15 @@ fn main() -> ExitCode {
     let threads = usize::from(args.threads);
 
     // Load the certificate now so that a bad path or PEM is an error message, not a panic later.
-    let tls = match TlsSettings::intermediate(&args.cert, &args.key) {
+    // (OpenSSL's `intermediate` loads both files; rustls' only keeps the paths, so check them.)
+    let tls = TlsSettings::intermediate(&args.cert, &args.key);
+    #[cfg(feature = "rustls")]
+    let tls = tls.and_then(|mut tls| {
+        tls.set_certificate_chain_file(&args.cert)?;
+        tls.set_private_key_file(&args.key)?;
+        Ok(tls)
+    });
+    let tls = match tls {
         Ok(tls) => tls,
         Err(e) => {
             eprintln!("bare-pingora: TLS setup failed: {e}");
@@ -89,7 +108,7 @@ fn main() -> ExitCode {
     server.add_service(service);
 
     eprintln!(
-        "bare-pingora: listening on https://{} -> http://{} ({threads} threads)",
+        "bare-pingora: listening on https://{} -> http://{} ({threads} threads, {TLS_BACKEND})",
         args.listen, args.upstream
     );
     server.bootstrap();
