@@ -85,9 +85,7 @@ fn session_hot_path(c: &mut Criterion) {
     });
 
     // The cache in front of Redis, holding 100,000 sessions.
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let cache: moka::future::Cache<[u8; 16], Arc<Identity>> =
-        moka::future::Cache::builder().max_capacity(200_000).build();
+    let cache: quick_cache::sync::Cache<[u8; 16], Arc<Identity>> = quick_cache::sync::Cache::new(200_000);
     let identity = Arc::new(Identity {
         subject: "alice".into(),
         email: Some("alice@example.com".into()),
@@ -96,17 +94,15 @@ fn session_hot_path(c: &mut Criterion) {
         groups: vec!["admins".into(), "dev".into()],
         ..Identity::default()
     });
-    rt.block_on(async {
-        for i in 0u32..100_000 {
-            let mut id = [0u8; 16];
-            id[..4].copy_from_slice(&i.to_le_bytes());
-            cache.insert(id, identity.clone()).await;
-        }
-    });
+    for i in 0u32..100_000 {
+        let mut id = [0u8; 16];
+        id[..4].copy_from_slice(&i.to_le_bytes());
+        cache.insert(id, identity.clone());
+    }
     let mut hit = [0u8; 16];
     hit[..4].copy_from_slice(&4242u32.to_le_bytes());
     c.bench_function("session_cache_hit_100k_entries", |b| {
-        b.iter(|| rt.block_on(cache.get(black_box(&hit))).is_some())
+        b.iter(|| cache.get(black_box(&hit)).is_some())
     });
 
     let domains = vec!["example.com".to_owned()];

@@ -28,11 +28,13 @@ use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType}
 use redis::{ConnectionAddr, ErrorKind, RedisError, ServerErrorKind};
 
 use super::store::StoreError;
-use super::{now, Session, Ticket};
+use super::{now, Ticket};
 
+mod cache;
 mod ops;
 use crate::config::schema::{CacheSpec, RedisSpec};
 use crate::metrics::Metrics;
+use cache::SessionCache;
 
 /// How far back the write journal reaches (longer than a Sentinel failover).
 const JOURNAL_WINDOW: Duration = Duration::from_secs(15);
@@ -90,7 +92,7 @@ pub struct RedisStore {
     command_timeout: Duration,
     prefix: String,
     channel: String,
-    cache: moka::future::Cache<[u8; 16], Arc<Session>>,
+    cache: SessionCache,
     revoked: moka::sync::Cache<[u8; 16], ()>,
     journal: Mutex<VecDeque<JournalEntry>>,
     metrics: Arc<Metrics>,
@@ -207,10 +209,7 @@ impl RedisStore {
             .set_response_timeout(Some(timeouts.command.0 + Duration::from_millis(250)))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
-        let cache = moka::future::Cache::builder()
-            .max_capacity(settings.cache.max_entries)
-            .time_to_live(settings.cache.ttl.0)
-            .build();
+        let cache = SessionCache::new(settings.cache.max_entries, settings.cache.ttl.0);
         let revoked = moka::sync::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(settings.cache.ttl.0)
@@ -456,8 +455,7 @@ impl RedisStore {
 
     fn invalidate_local(&self, id: [u8; 16]) {
         self.revoked.insert(id, ());
-        let cache = self.cache.clone();
-        tokio::spawn(async move { cache.invalidate(&id).await });
+        self.cache.invalidate(&id);
     }
 }
 

@@ -124,7 +124,7 @@ impl RedisStore {
             },
         );
         self.revoked.invalidate(&ticket.id);
-        self.cache.insert(ticket.id, session).await;
+        self.cache.insert(ticket.id, session);
     }
 
     /// Runs [`REVOKE_SCRIPT`] for `user`, guarded by the one-time token key `guard` when
@@ -161,24 +161,22 @@ impl RedisStore {
 impl Store for RedisStore {
     async fn load(&self, ticket: &Ticket) -> Result<Option<Arc<Session>>, StoreError> {
         if self.revoked.get(&ticket.id).is_none() {
-            if let Some(s) = self.cache.get(&ticket.id).await {
+            if let Some(s) = self.cache.get(&ticket.id) {
                 self.metrics.session_cache.with_label_values(&["hit"]).inc();
                 return Ok(Some(s));
             }
         }
         self.metrics.session_cache.with_label_values(&["miss"]).inc();
         // Concurrent misses for one session make one Redis call.
-        let loaded = self.cache.try_get_with(ticket.id, self.fetch(ticket)).await;
+        let loaded = self.cache.get_or_load(&ticket.id, self.fetch(ticket)).await;
         match loaded {
             Ok(s) if s.is_expired(now()) => Ok(None),
             Ok(s) => {
                 self.revoked.invalidate(&ticket.id);
                 Ok(Some(s))
             }
-            Err(e) => match &*e {
-                LoadError::Missing => Ok(None),
-                LoadError::Store(err) => Err(err.clone()),
-            },
+            Err(LoadError::Missing) => Ok(None),
+            Err(LoadError::Store(err)) => Err(err),
         }
     }
 
@@ -186,11 +184,11 @@ impl Store for RedisStore {
         match self.fetch(ticket).await {
             Ok(s) if s.is_expired(now()) => Ok(None),
             Ok(s) => {
-                self.cache.insert(ticket.id, s.clone()).await;
+                self.cache.insert(ticket.id, s.clone());
                 Ok(Some(s))
             }
             Err(LoadError::Missing) => {
-                self.cache.invalidate(&ticket.id).await;
+                self.cache.invalidate(&ticket.id);
                 Ok(None)
             }
             Err(LoadError::Store(e)) => Err(e),
@@ -255,7 +253,7 @@ impl Store for RedisStore {
             .await?;
         if replaced != 1 {
             // Signed out or refreshed elsewhere: drop what this replica may still cache.
-            self.cache.invalidate(&ticket.id).await;
+            self.cache.invalidate(&ticket.id);
             return Ok(false);
         }
         self.count_unreplicated("replace", acked);
@@ -286,7 +284,7 @@ impl Store for RedisStore {
         self.metrics.invalidations.with_label_values(&["sent"]).inc();
         self.journal(key, Op::Del);
         self.revoked.insert(ticket.id, ());
-        self.cache.invalidate(&ticket.id).await;
+        self.cache.invalidate(&ticket.id);
         Ok(())
     }
 
