@@ -91,7 +91,7 @@ fn session_hot_path(c: &mut Criterion) {
         email: Some("alice@example.com".into()),
         email_verified: true,
         preferred_username: Some("alice".into()),
-        groups: vec!["admins".into(), "dev".into()],
+        groups: vec!["admins".into(), "dev".into()].into(),
         ..Identity::default()
     });
     for i in 0u32..100_000 {
@@ -238,7 +238,7 @@ fn routes_and_assertions(c: &mut Criterion) {
     let alice = Identity {
         subject: "alice".into(),
         email: Some("alice@example.com".into()),
-        groups: vec!["admins".into(), "dev".into()],
+        groups: vec!["admins".into(), "dev".into()].into(),
         ..Identity::default()
     };
     let mut g = c.benchmark_group("identity_jwt");
@@ -248,7 +248,7 @@ fn routes_and_assertions(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             let who = Identity {
-                subject: format!("user{n}"),
+                subject: format!("user{n}").into(),
                 ..alice.clone()
             };
             signer.assertion(&who, &app)

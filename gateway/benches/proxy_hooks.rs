@@ -93,7 +93,7 @@ fn gateway(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> (Gateway, Str
             email: Some("alice@example.com".into()),
             email_verified: true,
             preferred_username: Some("alice".into()),
-            groups: vec!["admins".into(), "dev".into()],
+            groups: vec!["admins".into(), "dev".into()].into(),
             ..Default::default()
         },
         access_token: None,

@@ -215,10 +215,12 @@ fn main() -> ExitCode {
         } => {
             let who = match (email, token) {
                 (Some(email), _) => authgate::explain::Who::User(authgate::auth::policy::Identity {
-                    subject: subject.unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_owned()),
-                    email: Some(email),
+                    subject: subject
+                        .unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_owned())
+                        .into(),
+                    email: Some(email.into()),
                     email_verified: true,
-                    groups,
+                    groups: groups.into_iter().map(Box::from).collect(),
                     ..Default::default()
                 }),
                 (None, Some(token)) => authgate::explain::Who::Token(token),

@@ -162,7 +162,7 @@ async fn callback(session: &HttpSession, req: &Request<'_>) -> Reply {
     let t = now();
     let expire = session_lifetime(req, &signed_in.identity);
     let new_session = Session {
-        provider: provider.name.clone(),
+        provider: provider.name.as_str().into(),
         identity: signed_in.identity,
         access_token: signed_in.access_token,
         access_expires_at: signed_in.access_expires_at,

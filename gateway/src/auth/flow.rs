@@ -172,7 +172,7 @@ pub async fn current_session(
     })?;
     let Some(current) = loaded else { return Ok(None) };
     let t = now();
-    if current.is_expired(t) || current.provider != req.auth.provider.name {
+    if current.is_expired(t) || *current.provider != *req.auth.provider.name {
         return Ok(None);
     }
     if !current.needs_refresh(t, req.settings.cookie.refresh.as_secs()) {

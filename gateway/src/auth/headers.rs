@@ -406,7 +406,7 @@ mod tests {
             email: Some("alice@example.com".into()),
             email_verified: true,
             preferred_username: Some("alice".into()),
-            groups: vec!["admins".into(), "dev".into()],
+            groups: vec!["admins".into(), "dev".into()].into(),
             ..Identity::default()
         };
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();

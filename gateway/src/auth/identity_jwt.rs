@@ -79,9 +79,9 @@ struct SigningKey {
 
 /// A signed assertion, with what it was signed for (checked on every cache hit).
 struct Cached {
-    subject: String,
-    email: Option<String>,
-    groups: Vec<String>,
+    subject: Box<str>,
+    email: Option<Box<str>>,
+    groups: Box<[Box<str>]>,
     audience: Arc<str>,
     renew_at: u64,
     jwt: Arc<str>,
@@ -324,7 +324,7 @@ mod tests {
         let alice = Identity {
             subject: "alice".into(),
             email: Some("alice@example.com".into()),
-            groups: vec!["admins".into()],
+            groups: vec!["admins".into()].into(),
             ..Identity::default()
         };
         let jwt = s.assertion(&alice, &app()).unwrap();

@@ -79,8 +79,8 @@ pub async fn sign_out(session: &HttpSession, req: &Request<'_>) -> Reply {
 /// an error page when the store cannot.
 async fn sign_out_everywhere(session: &HttpSession, req: &Request<'_>, s: &Session) -> Option<Reply> {
     let user = UserKey::Subject {
-        provider: s.provider.clone(),
-        subject: s.identity.subject.clone(),
+        provider: s.provider.to_string(),
+        subject: s.identity.subject.to_string(),
     };
     match req.state.sessions.revoke_user(&user).await {
         Ok(n) => {

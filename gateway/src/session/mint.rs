@@ -92,13 +92,13 @@ async fn mint_one(
         .clone()
         .unwrap_or_else(|| req.email.split('@').next().unwrap_or("user").to_owned());
     let session = Session {
-        provider: req.provider.clone(),
+        provider: req.provider.as_str().into(),
         identity: Identity {
-            subject: subject.clone(),
-            email: Some(req.email.clone()),
+            subject: subject.as_str().into(),
+            email: Some(req.email.as_str().into()),
             email_verified: true,
-            preferred_username: Some(subject),
-            groups: req.groups.clone(),
+            preferred_username: Some(subject.into()),
+            groups: req.groups.iter().map(|g| g.as_str().into()).collect(),
             ..Identity::default()
         },
         access_token: None,

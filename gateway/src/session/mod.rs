@@ -24,25 +24,27 @@ pub fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// A signed-in user.
+/// A signed-in user. Kept behind an `Arc` in the session caches for the session's life, so
+/// its strings are `Box<str>` (as in [`Identity`]): 232 bytes instead of 320, which with the
+/// `Arc`'s counts is one allocation of 256 bytes instead of 384. The JSON is unchanged.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Session {
     /// The provider that authenticated the user.
-    pub provider: String,
+    pub provider: Box<str>,
     /// Who the user is.
     pub identity: Identity,
     /// OAuth2 access token.
-    pub access_token: Option<String>,
+    pub access_token: Option<Box<str>>,
     /// When the access token expires (Unix seconds), if known.
     pub access_expires_at: Option<u64>,
     /// OAuth2 refresh token.
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<Box<str>>,
     /// The raw ID token (for `Authorization` upstream and logout hints).
-    pub id_token: Option<String>,
+    pub id_token: Option<Box<str>>,
     /// The provider's session id (the ID token's `sid`): back- and front-channel logout end
     /// the gateway sessions of a provider session by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sid: Option<String>,
+    pub sid: Option<Box<str>>,
     /// Sign-in time.
     pub created_at: u64,
     /// Last refresh (or sign-in) time.
@@ -268,6 +270,28 @@ mod tests {
             "foreign key"
         );
         assert!(!cookie.contains(&t.id_hex()));
+    }
+
+    /// A record as the gateway wrote it when sessions held `String`s and `Vec`s: it reads into
+    /// the boxed fields and writes back byte for byte (sessions already in Redis stay valid,
+    /// and replicas of either version read each other's records).
+    #[test]
+    fn records_written_with_strings_and_vecs_read_and_write_the_same() {
+        let old = concat!(
+            r#"{"provider":"corp","identity":{"subject":"alice","email":"alice@example.com","#,
+            r#""email_verified":true,"preferred_username":"alice","groups":["admins","dev"],"#,
+            r#""github_orgs":[],"github_teams":["org/team"]},"access_token":"at","#,
+            r#""access_expires_at":1700000300,"refresh_token":null,"id_token":"a.b.c","#,
+            r#""sid":"s1","created_at":1700000000,"refreshed_at":1700000000,"expires_at":1700043200,"#,
+            r#""version":3}"#
+        );
+        let s: Session = serde_json::from_str(old).unwrap();
+        assert_eq!(&*s.identity.groups, [Box::from("admins"), Box::from("dev")]);
+        assert_eq!(&*s.identity.github_teams[0], "org/team");
+        assert_eq!(s.sid.as_deref(), Some("s1"));
+        assert_eq!(serde_json::to_string(&s).unwrap(), old);
+        let without_sid: Session = serde_json::from_str(&old.replace(r#""sid":"s1","#, "")).unwrap();
+        assert_eq!(without_sid.sid, None);
     }
 
     #[test]

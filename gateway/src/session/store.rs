@@ -42,13 +42,13 @@ impl UserKey {
     /// The index keys a session of `session` is listed under: its subject and its email.
     pub fn of(session: &Session) -> Vec<UserKey> {
         let mut keys = vec![UserKey::Subject {
-            provider: session.provider.clone(),
-            subject: session.identity.subject.clone(),
+            provider: session.provider.to_string(),
+            subject: session.identity.subject.to_string(),
         }];
-        keys.extend(session.identity.email.clone().map(UserKey::Email));
-        keys.extend(session.sid.clone().map(|sid| UserKey::ProviderSession {
-            provider: session.provider.clone(),
-            sid,
+        keys.extend(session.identity.email.as_deref().map(|e| UserKey::Email(e.to_owned())));
+        keys.extend(session.sid.as_deref().map(|sid| UserKey::ProviderSession {
+            provider: session.provider.to_string(),
+            sid: sid.to_owned(),
         }));
         keys
     }
@@ -57,7 +57,7 @@ impl UserKey {
     pub fn matches(&self, session: &Session) -> bool {
         match self {
             UserKey::Subject { provider, subject } => {
-                session.provider == *provider && session.identity.subject == *subject
+                *session.provider == **provider && *session.identity.subject == **subject
             }
             UserKey::Email(email) => session
                 .identity
@@ -65,7 +65,7 @@ impl UserKey {
                 .as_deref()
                 .is_some_and(|e| e.eq_ignore_ascii_case(email)),
             UserKey::ProviderSession { provider, sid } => {
-                session.provider == *provider && session.sid.as_deref() == Some(sid.as_str())
+                *session.provider == **provider && session.sid.as_deref() == Some(sid.as_str())
             }
         }
     }

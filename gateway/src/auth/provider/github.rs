@@ -6,7 +6,7 @@ use serde::Deserialize;
 use openidconnect::PkceCodeChallenge;
 
 use super::{unavailable, Provider, ProviderError, SignIn};
-use crate::auth::policy::Identity;
+use crate::auth::policy::{exact_list, Identity};
 use crate::config::schema::GithubSpec;
 
 /// A GitHub provider's endpoints and scopes.
@@ -77,7 +77,7 @@ impl Provider {
         let identity = self.github_identity(g, &token).await?;
         Ok(SignIn {
             identity,
-            access_token: Some(token),
+            access_token: Some(token.into()),
             access_expires_at: None,
             refresh_token: None,
             id_token: None,
@@ -136,16 +136,18 @@ impl Provider {
             .find(|e| e.primary && e.verified)
             .or_else(|| emails.iter().find(|e| e.verified));
         Ok(Identity {
-            subject: user.id.to_string(),
-            email: email.map(|e| e.email.clone()),
+            subject: user.id.to_string().into(),
+            email: email.map(|e| e.email.as_str().into()),
             email_verified: email.is_some(),
-            preferred_username: Some(user.login),
-            groups: Vec::new(),
-            github_orgs: orgs.into_iter().map(|o| o.login).collect(),
-            github_teams: teams
-                .into_iter()
-                .map(|t| format!("{}/{}", t.organization.login, t.slug))
-                .collect(),
+            preferred_username: Some(user.login.into()),
+            groups: Box::default(),
+            github_orgs: exact_list(orgs.into_iter().map(|o| o.login.into()).collect()),
+            github_teams: exact_list(
+                teams
+                    .into_iter()
+                    .map(|t| format!("{}/{}", t.organization.login, t.slug).into())
+                    .collect(),
+            ),
         })
     }
 }

@@ -55,15 +55,15 @@ pub struct SignIn {
     /// Who signed in.
     pub identity: Identity,
     /// OAuth2 access token.
-    pub access_token: Option<String>,
+    pub access_token: Option<Box<str>>,
     /// When it expires (Unix seconds).
     pub access_expires_at: Option<u64>,
     /// Refresh token, if issued.
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<Box<str>>,
     /// Raw ID token (OIDC).
-    pub id_token: Option<String>,
+    pub id_token: Option<Box<str>>,
     /// The provider's session id (the ID token's `sid`), when it names one.
-    pub sid: Option<String>,
+    pub sid: Option<Box<str>>,
 }
 
 struct Discovered {
@@ -324,7 +324,7 @@ impl Provider {
                     .clone();
                 let nonce = Nonce::new(nonce.to_owned());
                 let (identity, _) = self.verify_id_token(o, &id_token, Some(&nonce)).await?;
-                Ok(oidc_sign_in(identity, &response, Some(id_token.to_string())))
+                Ok(oidc_sign_in(identity, &response, Some(id_token.to_string().into())))
             }
             Kind::Github(g) => self.github_sign_in(g, code, redirect.as_str(), verifier).await,
         }
@@ -480,13 +480,13 @@ impl Provider {
                 let d = self.discover(o, false).await?;
                 let response = d
                     .client
-                    .exchange_refresh_token(&RefreshToken::new(refresh_token.clone()))
+                    .exchange_refresh_token(&RefreshToken::new(refresh_token.to_string()))
                     .map_err(unavailable)?
                     .request_async(&self.http)
                     .await
                     .map_err(token_error)?;
                 let (identity, id_token) = match response.extra_fields().id_token() {
-                    Some(t) => (self.verify_id_token(o, t, None).await?.0, Some(t.to_string())),
+                    Some(t) => (self.verify_id_token(o, t, None).await?.0, Some(t.to_string().into())),
                     None => (session.identity.clone(), session.id_token.clone()),
                 };
                 let mut out = oidc_sign_in(identity, &response, id_token);
@@ -548,14 +548,16 @@ fn token_error<E: std::error::Error>(e: E) -> ProviderError {
     }
 }
 
-fn oidc_sign_in(identity: Identity, response: &CoreTokenResponse, id_token: Option<String>) -> SignIn {
-    let sid = id_token.as_deref().and_then(|t| jwt_string_list(t, "sid").pop());
+fn oidc_sign_in(identity: Identity, response: &CoreTokenResponse, id_token: Option<Box<str>>) -> SignIn {
+    let sid = id_token
+        .as_deref()
+        .and_then(|t| jwt_string_list(t, "sid").last().cloned());
     SignIn {
         sid,
         identity,
-        access_token: Some(response.access_token().secret().clone()),
+        access_token: Some(response.access_token().secret().as_str().into()),
         access_expires_at: response.expires_in().map(|d| now() + d.as_secs()),
-        refresh_token: response.refresh_token().map(|t| t.secret().clone()),
+        refresh_token: response.refresh_token().map(|t| t.secret().as_str().into()),
         id_token,
     }
 }

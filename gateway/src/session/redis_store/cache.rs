@@ -131,7 +131,7 @@ mod tests {
     fn serves_until_the_ttl_then_forgets() {
         let cache = SessionCache::new(10, Duration::from_secs(3600));
         cache.insert([1; 16], session("a"));
-        assert_eq!(cache.get(&[1; 16]).unwrap().identity.subject, "a");
+        assert_eq!(&*cache.get(&[1; 16]).unwrap().identity.subject, "a");
         assert!(cache.get(&[2; 16]).is_none());
         cache.invalidate(&[1; 16]);
         assert!(cache.get(&[1; 16]).is_none());
@@ -150,7 +150,7 @@ mod tests {
             .get_or_load(&[1; 16], async { Ok::<_, ()>(session("new")) })
             .await
             .unwrap();
-        assert_eq!(loaded.identity.subject, "new");
+        assert_eq!(&*loaded.identity.subject, "new");
     }
 
     #[tokio::test]
@@ -165,12 +165,12 @@ mod tests {
             .get_or_load(&[1; 16], async { Ok::<_, ()>(session("a")) })
             .await
             .unwrap();
-        assert_eq!(loaded.identity.subject, "a");
+        assert_eq!(&*loaded.identity.subject, "a");
         let again = cache
             .get_or_load(&[1; 16], async { Ok::<_, ()>(session("b")) })
             .await
             .unwrap();
-        assert_eq!(again.identity.subject, "a", "a cached session is not loaded again");
+        assert_eq!(&*again.identity.subject, "a", "a cached session is not loaded again");
         cache.invalidate_all();
         assert!(cache.get(&[1; 16]).is_none());
     }
