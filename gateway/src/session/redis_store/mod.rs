@@ -1,5 +1,5 @@
-//! The shared session store: Redis (standalone or behind Sentinel) with an in-process moka
-//! cache in front, so an authenticated request whose session is cached makes no network call.
+//! The shared session store: Redis (standalone or behind Sentinel) with an in-process cache
+//! in front ([`cache`]), so an authenticated request whose session is cached makes no network call.
 //!
 //! - **Keys**: `<prefix>s:<session id hex>` holds the session sealed with the ticket's own key
 //!   (Redis never sees plaintext), with a TTL equal to the session's remaining lifetime.
@@ -82,7 +82,7 @@ pub struct RedisSettings {
     pub tls_ca: Option<Option<Vec<u8>>>,
 }
 
-/// Sessions in Redis with a moka cache in front.
+/// Sessions in Redis with a cache in front ([`cache::SessionCache`]).
 pub struct RedisStore {
     source: Source,
     current: ArcSwapOption<Current>,
