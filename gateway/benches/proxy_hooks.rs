@@ -86,26 +86,15 @@ fn gateway(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> (Gateway, Str
     let store = Arc::new(MemoryStore::new(100_000));
     let ticket = Ticket::new().unwrap();
     let t = now();
-    let session = StoredSession {
-        provider: "corp".into(),
-        identity: authgate::auth::policy::Identity {
-            subject: "alice".into(),
-            email: Some("alice@example.com".into()),
-            email_verified: true,
-            preferred_username: Some("alice".into()),
-            groups: vec!["admins".into(), "dev".into()].into(),
-            ..Default::default()
-        },
-        access_token: None,
-        access_expires_at: None,
-        refresh_token: None,
-        id_token: None,
-        sid: None,
-        created_at: t,
-        refreshed_at: t,
-        expires_at: t + 12 * 3600,
-        version: 0,
+    let identity = authgate::auth::policy::Identity {
+        subject: "alice".into(),
+        email: Some("alice@example.com".into()),
+        email_verified: true,
+        preferred_username: Some("alice".into()),
+        groups: vec!["admins".into(), "dev".into()].into(),
+        ..Default::default()
     };
+    let session = StoredSession::without_tokens("corp", identity, t, t + 12 * 3600);
     rt.block_on(store.save(&ticket, Arc::new(session))).unwrap();
     let cookie = format!(
         "_authgate_corp={}",

@@ -91,26 +91,15 @@ async fn mint_one(
         .subject
         .clone()
         .unwrap_or_else(|| req.email.split('@').next().unwrap_or("user").to_owned());
-    let session = Session {
-        provider: req.provider.as_str().into(),
-        identity: Identity {
-            subject: subject.as_str().into(),
-            email: Some(req.email.as_str().into()),
-            email_verified: true,
-            preferred_username: Some(subject.into()),
-            groups: req.groups.iter().map(|g| g.as_str().into()).collect(),
-            ..Identity::default()
-        },
-        access_token: None,
-        access_expires_at: None,
-        refresh_token: None,
-        id_token: None,
-        sid: None,
-        created_at: t,
-        refreshed_at: t,
-        expires_at: t + req.ttl.as_secs(),
-        version: 0,
+    let identity = Identity {
+        subject: subject.as_str().into(),
+        email: Some(req.email.as_str().into()),
+        email_verified: true,
+        preferred_username: Some(subject.into()),
+        groups: req.groups.iter().map(|g| g.as_str().into()).collect(),
+        ..Identity::default()
     };
+    let session = Session::without_tokens(&req.provider, identity, t, t + req.ttl.as_secs());
     let ticket = Ticket::new().map_err(|e| e.to_string())?;
     store
         .save(&ticket, Arc::new(session))

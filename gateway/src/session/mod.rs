@@ -63,6 +63,24 @@ pub struct Session {
 pub const REFRESH_MARGIN_MAX: u64 = 30;
 
 impl Session {
+    /// A session without provider tokens: `identity` signed in with `provider` at `created_at`,
+    /// until `expires_at` (sessions minted by `authgate session mint`, and tests).
+    pub fn without_tokens(provider: &str, identity: Identity, created_at: u64, expires_at: u64) -> Session {
+        Session {
+            provider: provider.into(),
+            identity,
+            access_token: None,
+            access_expires_at: None,
+            refresh_token: None,
+            id_token: None,
+            sid: None,
+            created_at,
+            refreshed_at: created_at,
+            expires_at,
+            version: 0,
+        }
+    }
+
     /// True when the session is past its absolute lifetime.
     pub fn is_expired(&self, now: u64) -> bool {
         now >= self.expires_at

@@ -268,17 +268,8 @@ mod tests {
     fn session(version: u64) -> Arc<Session> {
         let t = now();
         Arc::new(Session {
-            provider: "p".into(),
-            identity: Identity::default(),
-            access_token: None,
-            access_expires_at: None,
-            refresh_token: None,
-            id_token: None,
-            sid: None,
-            created_at: t,
-            refreshed_at: t,
-            expires_at: t + 3600,
             version,
+            ..Session::without_tokens("p", Identity::default(), t, t + 3600)
         })
     }
 

@@ -110,22 +110,11 @@ mod tests {
     use crate::auth::policy::Identity;
 
     fn session(subject: &str) -> Arc<Session> {
-        Arc::new(Session {
-            provider: "corp".into(),
-            identity: Identity {
-                subject: subject.into(),
-                ..Identity::default()
-            },
-            access_token: None,
-            access_expires_at: None,
-            refresh_token: None,
-            id_token: None,
-            sid: None,
-            created_at: 0,
-            refreshed_at: 0,
-            expires_at: u64::MAX,
-            version: 0,
-        })
+        let identity = Identity {
+            subject: subject.into(),
+            ..Identity::default()
+        };
+        Arc::new(Session::without_tokens("corp", identity, 0, u64::MAX))
     }
 
     #[test]
