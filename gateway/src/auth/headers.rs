@@ -169,47 +169,32 @@ pub struct Forwarding<'a> {
     pub port: u16,
 }
 
+/// Inserts `value` under `name`, a lower-case header name known at compile time, parsed
+/// without a copy (`insert_header_parsed` of the patched pingora-http,
+/// patches/pingora-http/PATCH.md): no parse and no copy of the name per request.
+fn insert_static(req: &mut RequestHeader, name: &'static str, value: http::HeaderValue) {
+    req.insert_header_parsed(http::HeaderName::from_static(name), name, value);
+}
+
 /// Sets `X-Forwarded-For` (the trusted chain and the peer), `X-Real-IP` (the client),
 /// `X-Forwarded-Proto`, `-Host` and `-Port`. Call after [`strip`], which removed every
-/// client-sent spelling of them. Names go in pre-parsed (`insert_header_parsed` of the patched
-/// pingora-http, patches/pingora-http/PATCH.md): no parse and no copy of the name per request.
+/// client-sent spelling of them.
 pub fn set_forwarding(req: &mut RequestHeader, what: &Forwarding<'_>) -> pingora::Result<()> {
-    use http::{HeaderName, HeaderValue};
     let value =
-        |v: &str| HeaderValue::from_str(v).or_err(pingora::ErrorType::InvalidHTTPHeader, "invalid header value");
+        |v: &str| http::HeaderValue::from_str(v).or_err(pingora::ErrorType::InvalidHTTPHeader, "invalid header value");
     if let Some(client) = what.client {
         if let Some(chain) = &client.forwarded_for {
-            req.insert_header_parsed(
-                HeaderName::from_static("x-forwarded-for"),
-                "x-forwarded-for",
-                value(chain)?,
-            );
+            insert_static(req, "x-forwarded-for", value(chain)?);
         }
         if let Some(addr) = client.addr {
-            req.insert_header_parsed(
-                HeaderName::from_static("x-real-ip"),
-                "x-real-ip",
-                value(&addr.to_string())?,
-            );
+            insert_static(req, "x-real-ip", value(&addr.to_string())?);
         }
     }
-    req.insert_header_parsed(
-        HeaderName::from_static("x-forwarded-proto"),
-        "x-forwarded-proto",
-        value("https")?,
-    );
+    insert_static(req, "x-forwarded-proto", value("https")?);
     if let Some(host) = what.host {
-        req.insert_header_parsed(
-            HeaderName::from_static("x-forwarded-host"),
-            "x-forwarded-host",
-            value(host)?,
-        );
+        insert_static(req, "x-forwarded-host", value(host)?);
     }
-    req.insert_header_parsed(
-        HeaderName::from_static("x-forwarded-port"),
-        "x-forwarded-port",
-        value(itoa::Buffer::new().format(what.port))?,
-    );
+    insert_static(req, "x-forwarded-port", value(itoa::Buffer::new().format(what.port))?);
     Ok(())
 }
 
@@ -230,8 +215,7 @@ pub struct Injection<'a> {
 }
 
 /// Sets the identity headers, oauth2-proxy's names. Values that are not valid header values
-/// (a claim with a newline) are left out rather than failing the request. Names go in
-/// pre-parsed, as in [`set_forwarding`].
+/// (a claim with a newline) are left out rather than failing the request.
 pub fn inject(req: &mut RequestHeader, what: &Injection<'_>) {
     let id = what.identity;
     let user = id.user();
@@ -241,7 +225,7 @@ pub fn inject(req: &mut RequestHeader, what: &Injection<'_>) {
             return;
         }
         if let Ok(value) = http::HeaderValue::from_str(value) {
-            req.insert_header_parsed(http::HeaderName::from_static(name), name, value);
+            insert_static(req, name, value);
         }
     };
     set("x-auth-request-user", user);
