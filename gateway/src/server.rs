@@ -9,7 +9,6 @@ use pingora::prelude::background_service;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
-use pingora::tls::ssl::SslVersion;
 
 use crate::admin::{Admin, HttpsRedirect};
 use crate::config::watch::{watch_set, Reloader};
@@ -212,18 +211,15 @@ pub fn run(config_path: &Path, sockets: Sockets) -> Result<(), StartError> {
     Ok(())
 }
 
+/// The HTTPS listener's TLS: rustls, TLS 1.2 and 1.3 only (rustls has nothing older), h2 and
+/// http/1.1 by ALPN, the certificate picked per handshake from the current snapshot.
 fn tls_settings(state: &Arc<State>) -> Result<TlsSettings, StartError> {
-    let listener_error = |e: pingora::tls::error::ErrorStack| StartError::Listener {
-        what: "https",
-        error: e.to_string(),
-    };
     let mut tls =
         TlsSettings::with_callbacks(Box::new(SniResolver::new(state.clone()))).map_err(|e| StartError::Listener {
             what: "https",
             error: e.to_string(),
         })?;
+    tls.set_cert_resolver(Arc::new(SniResolver::new(state.clone())));
     tls.enable_h2();
-    tls.set_min_proto_version(Some(SslVersion::TLS1_2))
-        .map_err(listener_error)?;
     Ok(tls)
 }

@@ -1,26 +1,31 @@
-//! Downstream TLS: the certificate store of a snapshot and the SNI callback that picks a
+//! Downstream TLS: the certificate store of a snapshot and the SNI resolver that picks a
 //! certificate at each handshake.
 //!
-//! Certificates are parsed and checked (key matches certificate) when a snapshot is built,
-//! never during a handshake. A handshake reads the current snapshot, so a rotated
-//! certificate is served from the next handshake on, with no restart.
+//! The TLS stack is rustls (Pingora's `rustls` backend). Certificates are parsed and checked
+//! (key matches certificate, key type one rustls can sign with) when a snapshot is built,
+//! never during a handshake: each becomes a ready [`CertifiedKey`]. A handshake reads the
+//! current snapshot, so a rotated certificate is served from the next handshake on, with no
+//! restart.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 use openssl::asn1::Asn1Time;
-use openssl::ex_data::Index;
 use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private};
-use openssl::ssl::{NameType, Ssl};
+use openssl::pkey::{Id, PKey, Private};
 use openssl::x509::X509;
 use pingora::listeners::TlsAccept;
 use pingora::protocols::tls::TlsRef;
-use pingora::tls::ext;
+use pingora::protocols::TimingDigest;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
 use crate::config::schema::CertificateFiles;
 use crate::config::{resolve, ConfigError, ConfigErrors, Fingerprint};
@@ -28,12 +33,8 @@ use crate::state::State;
 
 /// A certificate chain with its key, parsed and checked.
 pub struct CertKey {
-    /// The leaf.
-    pub cert: X509,
-    /// Intermediates sent after the leaf.
-    pub chain: Vec<X509>,
-    /// The leaf's private key.
-    pub key: PKey<Private>,
+    /// The leaf and its intermediates with the signing key, as handshakes serve them.
+    pub certified: Arc<CertifiedKey>,
     /// DNS names of the leaf (subjectAltName, or the CN when there is none), lower-cased.
     pub names: Vec<String>,
     /// Expiry as seconds since the Unix epoch.
@@ -207,13 +208,58 @@ fn load_pair(
         .and_then(|epoch| epoch.diff(cert.not_after()))
         .map(|d| i64::from(d.days) * 86_400 + i64::from(d.secs))
         .unwrap_or(0);
+    let certified = certified_key(&cert, &chain, &key).map_err(|e| match e {
+        CertifiedError::Chain(e) => ("cert_file", format!("{}: {e}", cert_path.display())),
+        CertifiedError::Key => (
+            "key_file",
+            format!(
+                "{} is {}, which the TLS stack (rustls) cannot sign with: use ECDSA P-256 or P-384, RSA of 2048 bits or more, or Ed25519",
+                key_path.display(),
+                key_kind(&key)
+            ),
+        ),
+    })?;
     Ok(CertKey {
-        cert,
-        chain,
-        key,
+        certified: Arc::new(certified),
         names,
         not_after_unix,
     })
+}
+
+enum CertifiedError {
+    Chain(openssl::error::ErrorStack),
+    Key,
+}
+
+/// The chain (leaf first) and key in the form rustls serves them.
+fn certified_key(cert: &X509, chain: &[X509], key: &PKey<Private>) -> Result<CertifiedKey, CertifiedError> {
+    let ders = std::iter::once(cert)
+        .chain(chain)
+        .map(|c| c.to_der().map(CertificateDer::from))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(CertifiedError::Chain)?;
+    let pkcs8 = key.private_key_to_pkcs8().map_err(CertifiedError::Chain)?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8)))
+        .map_err(|_| CertifiedError::Key)?;
+    Ok(CertifiedKey::new(ders, signer))
+}
+
+/// "an RSA key of 1024 bits", for errors.
+fn key_kind(key: &PKey<Private>) -> String {
+    let kind = match key.id() {
+        Id::RSA => "RSA".to_owned(),
+        Id::EC => key
+            .ec_key()
+            .ok()
+            .and_then(|k| k.group().curve_name())
+            .and_then(|n| n.short_name().ok())
+            .map_or_else(|| "EC".to_owned(), |n| format!("EC ({n})")),
+        Id::ED25519 => "Ed25519".to_owned(),
+        Id::ED448 => "Ed448".to_owned(),
+        Id::DSA => "DSA".to_owned(),
+        other => format!("type {}", other.as_raw()),
+    };
+    format!("a {kind} key of {} bits", key.bits())
 }
 
 fn cert_names(cert: &X509) -> Vec<String> {
@@ -242,25 +288,30 @@ pub struct TlsConnInfo {
     pub sni: Option<String>,
     /// The protocol version, e.g. `TLSv1.3`.
     pub version: &'static str,
-    /// When tracing is on: the handshake's start (the ClientHello read) and end, until the
-    /// connection's first request reports it.
-    handshake: std::sync::Mutex<Option<(SystemTime, SystemTime)>>,
+    /// Whether a request has reported the handshake (tracing on: the connection's first).
+    handshake_reported: AtomicBool,
 }
 
 impl TlsConnInfo {
-    /// The handshake's start and end, to the first caller only (tracing on).
-    pub fn take_handshake(&self) -> Option<(SystemTime, SystemTime)> {
-        self.handshake.lock().ok().and_then(|mut h| h.take())
+    /// The handshake's start and end from the connection's timing, to the first caller only.
+    pub fn take_handshake(&self, timing: &[Option<TimingDigest>]) -> Option<(SystemTime, SystemTime)> {
+        if self.handshake_reported.swap(true, Ordering::Relaxed) {
+            return None;
+        }
+        // The TLS layer is the outermost one that measured its establishment.
+        let tls = timing
+            .iter()
+            .rev()
+            .flatten()
+            .find(|t| t.establishment_duration.is_some())?;
+        let end = tls.established_ts;
+        let start = end.checked_sub(tls.establishment_duration?)?;
+        Some((start, end))
     }
 }
 
-/// Where a handshake's start is kept on the connection while tracing is on.
-fn handshake_start_index() -> Option<Index<Ssl, SystemTime>> {
-    static INDEX: OnceLock<Option<Index<Ssl, SystemTime>>> = OnceLock::new();
-    *INDEX.get_or_init(|| Ssl::new_ex_index().ok())
-}
-
-/// The SNI certificate callback of the HTTPS listener.
+/// The downstream certificate resolver (rustls asks it at each ClientHello) and handshake
+/// callback (Pingora calls it once the handshake is done) of the HTTPS listener.
 pub struct SniResolver {
     state: Arc<State>,
 }
@@ -272,47 +323,55 @@ impl SniResolver {
     }
 }
 
-fn sni_of(ssl: &TlsRef) -> Option<String> {
-    ssl.servername(NameType::HOST_NAME)
-        .map(|s| s.trim_end_matches('.').to_ascii_lowercase())
+impl std::fmt::Debug for SniResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SniResolver").finish_non_exhaustive()
+    }
 }
 
-#[async_trait]
-impl TlsAccept for SniResolver {
-    async fn certificate_callback(&self, ssl: &mut TlsRef) {
-        if crate::telemetry::tracer().is_some() {
-            if let Some(index) = handshake_start_index() {
-                ssl.set_ex_data(index, SystemTime::now());
-            }
-        }
-        let sni = sni_of(ssl);
+/// A server name as the certificate store indexes it: lower case, no trailing dot. Borrows
+/// when it already is (rustls lower-cases the names it accepts).
+fn normalise_sni(name: &str) -> Cow<'_, str> {
+    let name = name.trim_end_matches('.');
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
+}
+
+/// rustls names versions `TLSv1_3`; metrics, logs and spans say `TLSv1.3`, as OpenSSL did.
+fn version_label(version: Option<&str>) -> &'static str {
+    match version {
+        Some("TLSv1_3") => "TLSv1.3",
+        Some("TLSv1_2") => "TLSv1.2",
+        _ => "unknown",
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let sni = hello.server_name().map(normalise_sni);
         let snapshot = self.state.snapshot();
-        let Some((ck, how)) = snapshot.certs.select(sni.as_deref()) else {
-            return;
-        };
+        let (ck, how) = snapshot.certs.select(sni.as_deref())?;
         self.state
             .metrics
             .tls_certificate_selections
             .with_label_values(&[how.as_str()])
             .inc();
-        let installed = ext::ssl_use_certificate(ssl, &ck.cert)
-            .and_then(|_| ck.chain.iter().try_for_each(|c| ext::ssl_add_chain_cert(ssl, c)))
-            .and_then(|_| ext::ssl_use_private_key(ssl, &ck.key));
-        if let Err(e) = installed {
-            tracing::error!(error = %e, names = ?ck.names, "cannot install certificate for handshake");
-        }
+        Some(ck.certified.clone())
     }
+}
 
-    async fn handshake_complete_callback(&self, ssl: &TlsRef) -> Option<Arc<dyn Any + Send + Sync>> {
-        let version = ssl.version_str();
+#[async_trait]
+impl TlsAccept for SniResolver {
+    async fn handshake_complete_callback(&self, tls: &TlsRef) -> Option<Arc<dyn Any + Send + Sync>> {
+        let version = version_label(tls.version());
         self.state.metrics.tls_handshakes.with_label_values(&[version]).inc();
-        let handshake = handshake_start_index()
-            .and_then(|index| ssl.ex_data(index).copied())
-            .map(|start| (start, SystemTime::now()));
         Some(Arc::new(TlsConnInfo {
-            sni: sni_of(ssl),
+            sni: tls.server_name().map(|s| normalise_sni(s).into_owned()),
             version,
-            handshake: std::sync::Mutex::new(handshake),
+            handshake_reported: AtomicBool::new(false),
         }))
     }
 }
@@ -331,7 +390,11 @@ pub(crate) mod test_certs {
 
     /// A self-signed certificate for `names`, with its key, as PEM.
     pub fn self_signed(names: &[&str]) -> (Vec<u8>, Vec<u8>) {
-        let key = new_key();
+        self_signed_with(names, new_key())
+    }
+
+    /// A self-signed certificate for `names` with the given key, as PEM.
+    pub fn self_signed_with(names: &[&str], key: PKey<Private>) -> (Vec<u8>, Vec<u8>) {
         let mut name = X509NameBuilder::new().unwrap();
         name.append_entry_by_nid(Nid::COMMONNAME, names[0]).unwrap();
         let name = name.build();
@@ -422,6 +485,61 @@ mod tests {
         assert!(!ck.covers("a.b.example.com"));
         assert!(!ck.covers("evilexample.com"));
         assert!(!ck.covers(".example.com"));
+    }
+
+    #[test]
+    fn a_key_rustls_cannot_sign_with_is_named_with_what_to_use() {
+        use openssl::ec::{EcGroup, EcKey};
+        let dir = tempfile::tempdir().unwrap();
+        let group = EcGroup::from_curve_name(Nid::SECP521R1).unwrap();
+        let p521 = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        let (crt, key) = test_certs::self_signed_with(&["a.example.com"], p521);
+        std::fs::write(dir.path().join("a.crt"), crt).unwrap();
+        std::fs::write(dir.path().join("a.key"), key).unwrap();
+        let entries = vec![CertificateFiles {
+            cert_file: "a.crt".into(),
+            key_file: "a.key".into(),
+        }];
+        let mut errors = ConfigErrors::default();
+        CertStore::load(
+            &entries,
+            &dir.path().join("gateway.yaml"),
+            &mut Fingerprint::default(),
+            &mut errors,
+        );
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert_eq!(errors.0[0].field, "tls.certificates[0].key_file");
+        let message = &errors.0[0].message;
+        assert!(
+            message.contains("EC (secp521r1)") && message.contains("ECDSA P-256"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn loaded_certificates_are_ready_for_handshakes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, errors) = store_with(dir.path(), &[&["a.example.com"]]);
+        assert!(errors.0.is_empty(), "{errors}");
+        let ck = store.select(Some("a.example.com")).unwrap().0;
+        assert_eq!(ck.certified.cert.len(), 1);
+        ck.certified.keys_match().unwrap();
+    }
+
+    #[test]
+    fn server_names_are_normalised_without_copying_normal_ones() {
+        assert!(matches!(
+            normalise_sni("app1.example.com"),
+            Cow::Borrowed("app1.example.com")
+        ));
+        assert!(matches!(
+            normalise_sni("app1.example.com."),
+            Cow::Borrowed("app1.example.com")
+        ));
+        assert_eq!(normalise_sni("App1.EXAMPLE.com."), "app1.example.com");
+        assert_eq!(version_label(Some("TLSv1_3")), "TLSv1.3");
+        assert_eq!(version_label(Some("TLSv1_2")), "TLSv1.2");
+        assert_eq!(version_label(None), "unknown");
     }
 
     #[test]

@@ -73,14 +73,15 @@ pub(super) fn begin(session: &Session, ctx: &mut RequestCtx) {
 /// The connection's TLS handshake, as a child of its first request's span.
 fn tls_handshake(session: &Session, server: &Context) {
     let Some(tracer) = telemetry::tracer() else { return };
-    let Some(info) = session
-        .digest()
-        .and_then(|d| d.ssl_digest.as_ref())
+    let Some(digest) = session.digest() else { return };
+    let Some(info) = digest
+        .ssl_digest
+        .as_ref()
         .and_then(|s| s.extension.get::<TlsConnInfo>())
     else {
         return;
     };
-    let Some((start, end)) = info.take_handshake() else {
+    let Some((start, end)) = info.take_handshake(&digest.timing_digest) else {
         return;
     };
     let mut span = tracer

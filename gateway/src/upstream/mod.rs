@@ -288,6 +288,9 @@ fn target(spec: &PoolSpec, t: TargetSpec, ca: Option<&Arc<CaType>>) -> Target {
         peer.options.verify_cert = !spec.tls.insecure_skip_verify;
         peer.options.verify_hostname = !spec.tls.insecure_skip_verify;
         peer.options.ca = ca.cloned();
+        // Pingora's connection reuse key leaves the CA out: without this, a connection one
+        // app verified against its CA would serve another app that trusts a different one.
+        peer.group_key = spec.ca_digest;
     }
     Target { spec: t, peer }
 }

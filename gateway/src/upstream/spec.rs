@@ -6,11 +6,33 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use openssl::x509::X509;
 use pingora::protocols::tls::CaType;
-use pingora::tls::x509::X509;
+use pingora::utils::tls::WrappedX509;
 
 use crate::config::schema::{HealthCheckSpec, LoadBalancing, UpstreamTlsSpec};
 use crate::config::{resolve, Fingerprint};
+
+/// The certificates of a PEM CA bundle, as the upstream TLS connector (rustls) takes them.
+/// Each is checked to parse as DER here, so no handshake meets one that does not.
+fn ca_certificates(pem: &[u8]) -> std::result::Result<Arc<CaType>, String> {
+    let certs = X509::stack_from_pem(pem).map_err(|e| format!("is not a PEM certificate bundle: {e}"))?;
+    if certs.is_empty() {
+        return Err("holds no PEM certificate".to_owned());
+    }
+    let wrapped = certs
+        .iter()
+        .enumerate()
+        .map(|(i, cert)| {
+            let der = cert.to_der().map_err(|e| format!("certificate #{}: {e}", i + 1))?;
+            WrappedX509::try_new(der, |raw| {
+                x509_parser::parse_x509_certificate(raw).map(|(_, parsed)| parsed)
+            })
+            .map_err(|e| format!("certificate #{} cannot be used: {e}", i + 1))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(Arc::from(wrapped))
+}
 
 /// One entry of an app's `upstreams`, parsed but not resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -108,12 +130,11 @@ impl PoolSpec {
                     let mut digest = Fingerprint::default();
                     digest.add(&path, &pem);
                     ca_digest = digest.value();
-                    match X509::stack_from_pem(&pem) {
-                        Ok(certs) if !certs.is_empty() => ca = Some(Arc::new(certs.into_boxed_slice())),
-                        _ => errors.push((
-                            "upstream_tls.ca_file".to_owned(),
-                            format!("{} holds no PEM certificate", path.display()),
-                        )),
+                    match ca_certificates(&pem) {
+                        Ok(certs) => ca = Some(certs),
+                        Err(why) => {
+                            errors.push(("upstream_tls.ca_file".to_owned(), format!("{}: {why}", path.display())))
+                        }
                     }
                 }
                 Err(e) => errors.push((
