@@ -5,8 +5,8 @@
 //! mimalloc as the allocator. Nothing else: no routing, no headers added, no logging.
 //! `loadtest/bench.sh` measures the gateway's CPU per request against this binary.
 //!
-//! The TLS backend is a cargo feature, exactly one of: `openssl` (the default, as authgate) or
-//! `rustls` (Pingora's rustls backend: `--no-default-features --features rustls`).
+//! The TLS backend is a cargo feature, exactly one of: `rustls` (the default, as authgate) or
+//! `openssl` (Pingora's OpenSSL backend: `--no-default-features --features openssl`).
 //!
 //! ```text
 //! bare-pingora --listen 127.0.0.1:8444 --cert cert.pem --key key.pem --upstream 127.0.0.1:9001 [--threads 2]
@@ -25,9 +25,9 @@ use pingora::server::Server;
 use pingora::Result;
 
 #[cfg(all(feature = "openssl", feature = "rustls"))]
-compile_error!("bare-pingora: choose one TLS backend, feature `openssl` (default) or `rustls`, not both");
+compile_error!("bare-pingora: choose one TLS backend, feature `rustls` (default) or `openssl`, not both");
 #[cfg(not(any(feature = "openssl", feature = "rustls")))]
-compile_error!("bare-pingora: choose a TLS backend, feature `openssl` (default) or `rustls`");
+compile_error!("bare-pingora: choose a TLS backend, feature `rustls` (default) or `openssl`");
 
 /// The TLS backend this binary was built with.
 const TLS_BACKEND: &str = if cfg!(feature = "rustls") { "rustls" } else { "openssl" };
