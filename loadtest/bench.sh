@@ -3,18 +3,20 @@
 # plain and authenticated routes, with many apps, under reloads, and against nginx + auth_request.
 #
 # What it does, in one command:
-#   1. builds target/release/authgate and target/release/bare-pingora (release, fat LTO), and, when
-#      CASES has bare-pingora-rustls, target/rustls/release/bare-pingora (the same with Pingora's
-#      rustls backend: `--no-default-features --features rustls`, its own target directory);
+#   1. builds target/release/authgate and target/release/bare-pingora (release, fat LTO, both on
+#      Pingora's rustls backend), and, when CASES has bare-pingora-openssl,
+#      target/openssl/release/bare-pingora (the same with Pingora's OpenSSL backend:
+#      `--no-default-features --features openssl`, its own target directory);
 #   2. makes the dev certificates (certs/make-dev-certs.sh) if they are missing;
 #   3. starts, on loopback, each with its own temporary config:
 #        - the upstream: nginx, 1 worker, `return 200` with a 100-byte body, plus /healthz (and, for
 #          the 1000-app cases, one extra listening port per app, so that every app has its own
 #          backend and its own pool, as in real life);
 #        - gateway-plain: `authgate run`, one app app1.example.com -> the upstream (no auth);
-#        - bare-pingora: the minimal Pingora TLS proxy of loadtest/bare-pingora (OpenSSL, as authgate);
-#        - bare-pingora-rustls: the same proxy built with Pingora's rustls backend (not in the
-#          default CASES; the report gives its ratio to bare-pingora);
+#        - bare-pingora: the minimal Pingora TLS proxy of loadtest/bare-pingora (rustls, as authgate);
+#        - bare-pingora-openssl: the same proxy built with Pingora's OpenSSL backend, Pingora as
+#          shipped by default (not in the default CASES; the report gives its ratio to bare-pingora
+#          and gateway-plain's to it);
 #        - nginx-tls: nginx as a TLS reverse proxy to the same upstream (a reference point);
 #      and, for the authenticated cases, Redis (a master and one replica, no persistence), the local
 #      OpenID provider (gateway/tests/support/idp/server.mjs) and one authgate per case:
@@ -72,7 +74,7 @@
 #   ROUNDS=5 DURATION=15s CASES="gateway-plain bare-pingora" loadtest/bench.sh
 #   SKIP_BUILD=1 CASES="gateway-auth-cached bare-pingora nginx-tls nginx-auth-request" loadtest/bench.sh
 #   SKIP_BUILD=1 CASES=gateway-reload ROUNDS=1 DURATION=65s loadtest/bench.sh   # 60+ reloads
-#   CASES="bare-pingora bare-pingora-rustls nginx-tls" loadtest/bench.sh   # Pingora: OpenSSL vs rustls
+#   CASES="bare-pingora bare-pingora-openssl nginx-tls" loadtest/bench.sh   # Pingora: rustls vs OpenSSL
 #
 # Options (environment variables):
 #   ROUNDS=3              measured rounds per case
@@ -80,11 +82,11 @@
 #   WARMUP=3s             wrk warm-up per case before round 1 (0 to skip)
 #   CONNECTIONS=64        wrk keep-alive connections
 #   THREADS=2             wrk threads
-#   PROXY_THREADS=2       worker threads of authgate and bare-pingora(-rustls), worker processes of nginx
+#   PROXY_THREADS=2       worker threads of authgate and bare-pingora(-openssl), worker processes of nginx
 #   CASES="gateway-plain bare-pingora nginx-tls gateway-auth-cached gateway-auth-miss gateway-bearer
 #          gateway-1000-apps gateway-reload nginx-auth-request login-storm"
 #                         which cases to run, in this order (login-storm and latency run after the
-#                         rounds; latency and bare-pingora-rustls are not in the default list: add them)
+#                         rounds; latency and bare-pingora-openssl are not in the default list: add them)
 #   LATENCY_CASES="nginx-tls bare-pingora gateway-plain gateway-auth-cached"   the latency runs' targets
 #                         (each must be in CASES; any of these and gateway-auth-miss)
 #   LATENCY_RATE=1000 LATENCY_DURATION=20s LATENCY_VUS=50   the latency runs (k6)
@@ -123,14 +125,14 @@
 #                         into DIR/CASE-ROUND.data (PROFILE_CALLGRAPH=dwarf by default, PROFILE_FREQ=499);
 #                         perf's own overhead lands in the CPU figures of such a run: profile runs
 #                         are for the flame graphs, not for the ratios
-#   SKIP_BUILD=1          use the binaries already in target/release (and target/rustls/release)
+#   SKIP_BUILD=1          use the binaries already in target/release (and target/openssl/release)
 #   AUTHGATE_BIN, BARE_BIN   use these binaries instead (implies no build); useful when another
 #                         cargo command (cargo bench) may overwrite target/release meanwhile
-#   BARE_RUSTLS_BIN       the bare-pingora-rustls binary (default target/rustls/release/bare-pingora,
-#                         built when CASES has bare-pingora-rustls, unless SKIP_BUILD=1 or this is set)
+#   BARE_OPENSSL_BIN      the bare-pingora-openssl binary (default target/openssl/release/bare-pingora,
+#                         built when CASES has bare-pingora-openssl, unless SKIP_BUILD=1 or this is set)
 #   PORT_BASE=18000       ports used: +80 upstream, +443 gateway-plain, +444 bare-pingora,
 #                         +445 nginx-tls, +446..+452 the authenticated cases, +453
-#                         bare-pingora-rustls, +90..+96 admin
+#                         bare-pingora-openssl, +90..+96 admin
 #                         listeners, +379/+380 Redis, +1001..+1000+2*MANY_APPS the upstreams of the
 #                         1000-app cases
 #   RESULTS=loadtest/results/latest.md   where the report is written
@@ -178,7 +180,7 @@ UPSTREAM_PORT=$((PORT_BASE + 80))
 GATEWAY_PORT=$((PORT_BASE + 443))
 BARE_PORT=$((PORT_BASE + 444))
 NGINX_TLS_PORT=$((PORT_BASE + 445))
-BARE_RUSTLS_PORT=$((PORT_BASE + 453))
+BARE_OPENSSL_PORT=$((PORT_BASE + 453))
 ADMIN_PORT=$((PORT_BASE + 90))
 HOST_NAME="app1.example.com"
 AUTH_HOST="app0001.example.com"   # the protected app of the authenticated cases
@@ -198,7 +200,7 @@ KEY="$ROOT/certs/dev/example.com.key"
 CA="$ROOT/certs/dev/ca.crt"
 AUTHGATE="${AUTHGATE_BIN:-$ROOT/target/release/authgate}"
 BARE="${BARE_BIN:-$ROOT/target/release/bare-pingora}"
-BARE_RUSTLS="${BARE_RUSTLS_BIN:-$ROOT/target/rustls/release/bare-pingora}"
+BARE_OPENSSL="${BARE_OPENSSL_BIN:-$ROOT/target/openssl/release/bare-pingora}"
 [[ -n "${AUTHGATE_BIN:-}${BARE_BIN:-}" ]] && SKIP_BUILD=1
 CLK_TCK="$(getconf CLK_TCK)"
 
@@ -209,7 +211,7 @@ for tool in nginx wrk curl getconf; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool not found in PATH"
 done
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, not '$ROUNDS'"
-KNOWN_CASES="gateway-plain bare-pingora bare-pingora-rustls nginx-tls gateway-auth-cached gateway-auth-miss gateway-bearer gateway-1000-apps gateway-reload nginx-auth-request login-storm latency"
+KNOWN_CASES="gateway-plain bare-pingora bare-pingora-openssl nginx-tls gateway-auth-cached gateway-auth-miss gateway-bearer gateway-1000-apps gateway-reload nginx-auth-request login-storm latency"
 WRK_CASES=""
 for c in $CASES; do
   [[ " $KNOWN_CASES " == *" $c "* ]] || die "unknown case '$c' (known: $KNOWN_CASES)"
@@ -266,14 +268,14 @@ if [[ "$SKIP_BUILD" != "1" ]]; then
   log "building release binaries (authgate, bare-pingora)"
   (cd "$ROOT" && cargo build --release -p authgate -p bare-pingora)
 fi
-if has bare-pingora-rustls && [[ "$SKIP_BUILD" != "1" && -z "${BARE_RUSTLS_BIN:-}" ]]; then
-  log "building bare-pingora with the rustls backend (target/rustls)"
-  (cd "$ROOT" && cargo build --release -p bare-pingora --no-default-features --features rustls --target-dir target/rustls)
+if has bare-pingora-openssl && [[ "$SKIP_BUILD" != "1" && -z "${BARE_OPENSSL_BIN:-}" ]]; then
+  log "building bare-pingora with the OpenSSL backend (target/openssl)"
+  (cd "$ROOT" && cargo build --release -p bare-pingora --no-default-features --features openssl --target-dir target/openssl)
 fi
 [[ -x "$AUTHGATE" ]] || die "$AUTHGATE missing"
 if has bare-pingora && [[ ! -x "$BARE" ]]; then die "$BARE missing"; fi
-if has bare-pingora-rustls && [[ ! -x "$BARE_RUSTLS" ]]; then
-  die "$BARE_RUSTLS missing (cargo build --release -p bare-pingora --no-default-features --features rustls --target-dir target/rustls)"
+if has bare-pingora-openssl && [[ ! -x "$BARE_OPENSSL" ]]; then
+  die "$BARE_OPENSSL missing (cargo build --release -p bare-pingora --no-default-features --features openssl --target-dir target/openssl)"
 fi
 if [[ ! -f "$CERT" || ! -f "$KEY" || ! -f "$CA" ]]; then
   log "making dev certificates"
@@ -517,7 +519,7 @@ port_of() {
   case "$1" in
     gateway-plain) echo "$GATEWAY_PORT" ;;
     bare-pingora) echo "$BARE_PORT" ;;
-    bare-pingora-rustls) echo "$BARE_RUSTLS_PORT" ;;
+    bare-pingora-openssl) echo "$BARE_OPENSSL_PORT" ;;
     nginx-tls) echo "$NGINX_TLS_PORT" ;;
     nginx-auth-request) echo "$NGINX_AUTH_PORT" ;;
     *) echo "${GW_PORT[$1]}" ;;
@@ -549,7 +551,7 @@ probe() {
   local -a cred=()
   port="$(port_of "$c")"
   case "$(base_of "$c")" in
-    gateway-plain|bare-pingora|bare-pingora-rustls|nginx-tls) host="$HOST_NAME" ;;
+    gateway-plain|bare-pingora|bare-pingora-openssl|nginx-tls) host="$HOST_NAME" ;;
     gateway-bearer) cred=(-H "Authorization: Bearer $ID_TOKEN") ;;
     *) cred=(-H "Cookie: $FIRST_COOKIE") ;;
   esac
@@ -607,9 +609,9 @@ for c in $WRK_CASES; do
       start bare-pingora "$BARE" --listen "127.0.0.1:$BARE_PORT" --cert "$CERT" --key "$KEY" \
         --upstream "127.0.0.1:$UPSTREAM_PORT" --threads "$PROXY_THREADS"
       ;;
-    bare-pingora-rustls)
-      log "starting bare-pingora-rustls on 127.0.0.1:$BARE_RUSTLS_PORT"
-      start bare-pingora-rustls "$BARE_RUSTLS" --listen "127.0.0.1:$BARE_RUSTLS_PORT" --cert "$CERT" --key "$KEY" \
+    bare-pingora-openssl)
+      log "starting bare-pingora-openssl on 127.0.0.1:$BARE_OPENSSL_PORT"
+      start bare-pingora-openssl "$BARE_OPENSSL" --listen "127.0.0.1:$BARE_OPENSSL_PORT" --cert "$CERT" --key "$KEY" \
         --upstream "127.0.0.1:$UPSTREAM_PORT" --threads "$PROXY_THREADS"
       ;;
     nginx-tls)
@@ -752,7 +754,7 @@ run_wrk() {
   local c="$1" d="$2" out="$3" url
   url="https://127.0.0.1:$(port_of "$c")/"
   case "$(base_of "$c")" in
-    gateway-plain|bare-pingora|bare-pingora-rustls|nginx-tls)
+    gateway-plain|bare-pingora|bare-pingora-openssl|nginx-tls)
       wrk --latency -t "$THREADS" -c "$CONNECTIONS" -d "$d" -H "Host: $HOST_NAME" "$url" >"$out" 2>&1 ;;
     gateway-bearer)
       wrk --latency -t "$THREADS" -c "$CONNECTIONS" -d "$d" -H "Host: $AUTH_HOST" \
@@ -1130,7 +1132,7 @@ report() {
     "TLS terminated with the dev *.example.com certificate (EC P-256)"
   if command -v openssl >/dev/null 2>&1; then
     local t tls=""
-    for t in bare-pingora bare-pingora-rustls nginx-tls gateway-plain; do
+    for t in bare-pingora bare-pingora-openssl nginx-tls gateway-plain; do
       ran "$t" && tls+="${tls:+; }$t $(tls_params "$t")"
     done
     [[ -z "$tls" ]] || echo "- TLS negotiated with the client library's defaults (openssl s_client, as wrk): $tls"
@@ -1168,8 +1170,11 @@ report() {
   if ran bare-pingora && ran nginx-tls; then
     echo "CPU per request, bare-pingora / nginx-tls: $(ratio bare-pingora nginx-tls)×"
   fi
-  if ran bare-pingora-rustls && ran bare-pingora; then
-    echo "**CPU per request, bare-pingora-rustls / bare-pingora: $(ratio bare-pingora-rustls bare-pingora)×** (Pingora's rustls backend against OpenSSL)"
+  if ran bare-pingora-openssl && ran bare-pingora; then
+    echo "CPU per request, bare-pingora / bare-pingora-openssl: $(ratio bare-pingora bare-pingora-openssl)× (Pingora's rustls backend against OpenSSL)"
+  fi
+  if ran bare-pingora-openssl && ran gateway-plain; then
+    echo "**CPU per request, gateway-plain / bare-pingora-openssl: $(ratio gateway-plain bare-pingora-openssl)×** (authgate against Pingora with its default TLS)"
   fi
   if ran gateway-auth-cached && ran gateway-plain; then
     echo "CPU per request, gateway-auth-cached / gateway-plain: $(ratio gateway-auth-cached gateway-plain)× (the auth step:" \

@@ -236,7 +236,7 @@ pub(crate) const TABLE: &[Entry] = &[
     e("metrics-tls-key-file", "metrics_tls_key_file", T, N, "none", ""),
     e("tls-cert-file", "tls_cert_file", T, N, "tls.certificates", "Certificates are the gateway's, chosen by SNI."),
     e("tls-key-file", "tls_key_file", T, N, "tls.certificates", ""),
-    e("tls-cipher-suite", "tls_cipher_suites", L, N, "none", "TLS 1.2 and 1.3 with OpenSSL defaults."),
+    e("tls-cipher-suite", "tls_cipher_suites", L, N, "none", "TLS 1.2 and 1.3 with rustls' default suites."),
     e("tls-min-version", "tls_min_version", T, N, "none", "TLS 1.2 minimum."),
     // Sessions.
     e("session-cookie-minimal", "session_cookie_minimal", B, N, "none", "Sessions are server-side; the cookie is a ticket."),

@@ -236,4 +236,16 @@ mod tests {
             assert!(parse_upstream(bad).is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn ca_bundles_are_parsed_whole_or_refused_with_the_reason() {
+        let (first, _) = crate::tls::test_certs::self_signed(&["ca-one.internal"]);
+        let (second, _) = crate::tls::test_certs::self_signed(&["ca-two.internal"]);
+        let bundle = [first.as_slice(), second.as_slice()].concat();
+        assert_eq!(ca_certificates(&bundle).unwrap().len(), 2);
+        assert!(ca_certificates(b"").unwrap_err().contains("holds no PEM certificate"));
+        assert!(ca_certificates(b"just text\n").unwrap_err().contains("holds no PEM certificate"));
+        let broken = b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n";
+        assert!(ca_certificates(broken).unwrap_err().contains("not a PEM certificate bundle"));
+    }
 }
