@@ -210,6 +210,7 @@ fn load_pair(
         .unwrap_or(0);
     let certified = certified_key(&cert, &chain, &key).map_err(|e| match e {
         CertifiedError::Chain(e) => ("cert_file", format!("{}: {e}", cert_path.display())),
+        CertifiedError::KeyEncoding(e) => ("key_file", format!("{}: {e}", key_path.display())),
         CertifiedError::Key => (
             "key_file",
             format!(
@@ -226,8 +227,13 @@ fn load_pair(
     })
 }
 
+/// Why a parsed certificate and key cannot become a [`CertifiedKey`].
 enum CertifiedError {
+    /// A certificate would not encode as DER.
     Chain(openssl::error::ErrorStack),
+    /// The key would not encode as PKCS#8.
+    KeyEncoding(openssl::error::ErrorStack),
+    /// rustls has no signer for this key type.
     Key,
 }
 
@@ -238,7 +244,7 @@ fn certified_key(cert: &X509, chain: &[X509], key: &PKey<Private>) -> Result<Cer
         .map(|c| c.to_der().map(CertificateDer::from))
         .collect::<Result<Vec<_>, _>>()
         .map_err(CertifiedError::Chain)?;
-    let pkcs8 = key.private_key_to_pkcs8().map_err(CertifiedError::Chain)?;
+    let pkcs8 = key.private_key_to_pkcs8().map_err(CertifiedError::KeyEncoding)?;
     let signer = rustls::crypto::ring::sign::any_supported_type(&PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8)))
         .map_err(|_| CertifiedError::Key)?;
     Ok(CertifiedKey::new(ders, signer))

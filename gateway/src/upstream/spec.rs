@@ -244,8 +244,12 @@ mod tests {
         let bundle = [first.as_slice(), second.as_slice()].concat();
         assert_eq!(ca_certificates(&bundle).unwrap().len(), 2);
         assert!(ca_certificates(b"").unwrap_err().contains("holds no PEM certificate"));
-        assert!(ca_certificates(b"just text\n").unwrap_err().contains("holds no PEM certificate"));
+        assert!(ca_certificates(b"just text\n")
+            .unwrap_err()
+            .contains("holds no PEM certificate"));
         let broken = b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n";
-        assert!(ca_certificates(broken).unwrap_err().contains("not a PEM certificate bundle"));
+        assert!(ca_certificates(broken)
+            .unwrap_err()
+            .contains("not a PEM certificate bundle"));
     }
 }

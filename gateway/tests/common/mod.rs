@@ -31,9 +31,28 @@ pub async fn wait_for(mut ready: impl FnMut() -> bool) {
     }
 }
 
-/// A free TCP port on loopback.
+/// Where test listeners live: below the kernel's ephemeral range (32768–60999 by default), so
+/// that no outgoing connection of a parallel test can take a port between this check and the
+/// gateway's bind (a port from `bind(0)` is an ephemeral one, and was seen taken that way), and
+/// above the load-test scripts' default `PORT_BASE`s (17000–21000 and their offsets).
+const TEST_PORTS: std::ops::Range<u32> = 26_000..32_700;
+
+/// A free TCP port on loopback, never handed out twice in this process.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    // Test binaries of one `cargo test` start at different places (one at a time, but a
+    // gateway of the last one may still be closing).
+    let offset = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = TEST_PORTS.start + (offset + n) % span;
+        let port = u16::try_from(port).expect("test ports are u16");
+        if StdListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {TEST_PORTS:?}");
 }
 
 /// A running echo upstream.

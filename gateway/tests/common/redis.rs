@@ -43,10 +43,9 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -897,22 +896,7 @@ fn spawn_watchdog(dir: &std::path::Path) -> (Child, ChildStdin) {
 
 /// `n` distinct free loopback ports, never handed out twice in this process.
 fn free_ports(n: usize) -> Vec<u16> {
-    static USED: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
-    let mut used = USED
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let mut listeners = Vec::new();
-    let mut ports = Vec::new();
-    while ports.len() < n {
-        let l = TcpListener::bind((HOST, 0)).unwrap();
-        let port = l.local_addr().unwrap().port();
-        listeners.push(l); // held until all are picked, so they are distinct
-        if used.insert(port) {
-            ports.push(port);
-        }
-    }
-    ports
+    (0..n).map(|_| super::free_port()).collect()
 }
 
 fn random_hex(bytes: usize) -> String {
