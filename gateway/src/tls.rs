@@ -263,9 +263,10 @@ fn key_kind(key: &PKey<Private>) -> String {
         Id::ED25519 => "Ed25519".to_owned(),
         Id::ED448 => "Ed448".to_owned(),
         Id::DSA => "DSA".to_owned(),
-        other => format!("type {}", other.as_raw()),
+        other => format!("type-{}", other.as_raw()),
     };
-    format!("a {kind} key of {} bits", key.bits())
+    let article = if kind.starts_with(['E', 'R']) { "an" } else { "a" };
+    format!("{article} {kind} key of {} bits", key.bits())
 }
 
 fn cert_names(cert: &X509) -> Vec<String> {
@@ -517,7 +518,7 @@ mod tests {
         assert_eq!(errors.0[0].field, "tls.certificates[0].key_file");
         let message = &errors.0[0].message;
         assert!(
-            message.contains("EC (secp521r1)") && message.contains("ECDSA P-256"),
+            message.contains("is an EC (secp521r1) key of 521 bits") && message.contains("ECDSA P-256"),
             "{message}"
         );
     }
