@@ -29,6 +29,7 @@ use rustls::sign::CertifiedKey;
 
 use crate::config::schema::CertificateFiles;
 use crate::config::{resolve, ConfigError, ConfigErrors, Fingerprint};
+use crate::routing::normalize_host;
 use crate::state::State;
 
 /// A certificate chain with its key, parsed and checked.
@@ -336,15 +337,12 @@ impl std::fmt::Debug for SniResolver {
     }
 }
 
-/// A server name as the certificate store indexes it: lower case, no trailing dot. Borrows
-/// when it already is (rustls lower-cases the names it accepts).
-fn normalise_sni(name: &str) -> Cow<'_, str> {
-    let name = name.trim_end_matches('.');
-    if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(name.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(name)
-    }
+/// A server name in the one canonical form hosts have everywhere ([`normalize_host`]: lower
+/// case, no trailing dot), as the certificate store indexes names and the HTTP layer compares
+/// it with the Host. Borrows when it already is (rustls lower-cases the names it accepts).
+/// `None` for a name that is not a host name, as if the client had sent none.
+fn server_name(name: &str) -> Option<Cow<'_, str>> {
+    normalize_host(name).ok()
 }
 
 /// rustls names versions `TLSv1_3`; metrics, logs and spans say `TLSv1.3`, as OpenSSL did.
@@ -358,7 +356,7 @@ fn version_label(version: Option<&str>) -> &'static str {
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let sni = hello.server_name().map(normalise_sni);
+        let sni = hello.server_name().and_then(server_name);
         let snapshot = self.state.snapshot();
         let (ck, how) = snapshot.certs.select(sni.as_deref())?;
         self.state
@@ -376,7 +374,7 @@ impl TlsAccept for SniResolver {
         let version = version_label(tls.version());
         self.state.metrics.tls_handshakes.with_label_values(&[version]).inc();
         Some(Arc::new(TlsConnInfo {
-            sni: tls.server_name().map(|s| normalise_sni(s).into_owned()),
+            sni: tls.server_name().and_then(server_name).map(Cow::into_owned),
             version,
             handshake_reported: AtomicBool::new(false),
         }))
@@ -536,14 +534,14 @@ mod tests {
     #[test]
     fn server_names_are_normalised_without_copying_normal_ones() {
         assert!(matches!(
-            normalise_sni("app1.example.com"),
-            Cow::Borrowed("app1.example.com")
+            server_name("app1.example.com"),
+            Some(Cow::Borrowed("app1.example.com"))
         ));
         assert!(matches!(
-            normalise_sni("app1.example.com."),
-            Cow::Borrowed("app1.example.com")
+            server_name("app1.example.com."),
+            Some(Cow::Borrowed("app1.example.com"))
         ));
-        assert_eq!(normalise_sni("App1.EXAMPLE.com."), "app1.example.com");
+        assert_eq!(server_name("App1.EXAMPLE.com.").as_deref(), Some("app1.example.com"));
         assert_eq!(version_label(Some("TLSv1_3")), "TLSv1.3");
         assert_eq!(version_label(Some("TLSv1_2")), "TLSv1.2");
         assert_eq!(version_label(None), "unknown");
